@@ -1,0 +1,44 @@
+"""keras_unet: the original U-Net (Ronneberger, Fischer, Brox 2015) for Keras 3.
+
+The public API is re-exported here and loaded lazily, so that
+``import keras_unet`` and ``keras-unet --version`` do not pay for importing
+TensorFlow until a model, loss or pipeline is used.
+
+Example:
+
+>>> import keras_unet
+>>> model = keras_unet.build_unet()            # the paper's network
+>>> keras_unet.geometry.output_size(572)       # 388
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "build_unet": "keras_unet.model",
+    "inspect_unet": "keras_unet.model",
+    "UNetSpec": "keras_unet.model",
+    "synthetic_cells": "keras_unet.datasets",
+}
+_SUBMODULES = ("cli", "datasets", "geometry", "model")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"keras_unet.{name}")
+    else:
+        raise AttributeError(f"module 'keras_unet' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

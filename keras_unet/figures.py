@@ -1,0 +1,237 @@
+"""Figures drawn with OpenCV: panels of images, overlays and line plots.
+
+keras_unet writes its pictures (data previews, weight maps, deformation
+samples, overlays, training curves) without matplotlib, so that the package
+stays within its small set of dependencies. All colour arrays are RGB uint8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_unet.io import write_image
+
+__all__ = [
+    "color_instances",
+    "colormap",
+    "line_plot",
+    "overlay",
+    "panel_grid",
+    "save_panels",
+    "to_display",
+]
+
+
+def to_display(image, lo_pct=0.5, hi_pct=99.5) -> np.ndarray:
+    """Grey image (any dtype, (H, W) or (H, W, C)) to RGB uint8.
+
+    uint8 images are shown as they are; other types are stretched between
+    the given percentiles.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.dtype != np.uint8:
+        image = image.astype(np.float64)
+        lo, hi = np.percentile(image, [lo_pct, hi_pct])
+        image = np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
+        image = np.rint(image * 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    elif image.shape[-1] != 3:
+        image = np.repeat(image[..., :1], 3, axis=-1)
+    return image
+
+
+def color_instances(instances, seed=0) -> np.ndarray:
+    """Random bright colour per instance id, black background."""
+    instances = np.asarray(instances)
+    ids, inverse = np.unique(instances, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    colors = rng.integers(70, 256, size=(len(ids), 3), dtype=np.uint8)
+    colors[ids == 0] = 0
+    return colors[inverse.reshape(instances.shape)]
+
+
+def colormap(values, vmin=None, vmax=None, name="viridis") -> np.ndarray:
+    """Map a float array to RGB with an OpenCV colour map."""
+    import cv2
+
+    values = np.asarray(values, dtype=np.float64)
+    vmin = np.nanmin(values) if vmin is None else vmin
+    vmax = np.nanmax(values) if vmax is None else vmax
+    scaled = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+    maps = {
+        "viridis": cv2.COLORMAP_VIRIDIS,
+        "magma": cv2.COLORMAP_MAGMA,
+        "inferno": cv2.COLORMAP_INFERNO,
+        "jet": cv2.COLORMAP_JET,
+    }
+    bgr = cv2.applyColorMap(np.rint(scaled * 255).astype(np.uint8), maps[name])
+    return bgr[..., ::-1]
+
+
+def overlay(image, mask, color=(255, 40, 40), alpha=0.45) -> np.ndarray:
+    """Blend `color` over a grey image where `mask` is true (or weighted)."""
+    base = to_display(image).astype(np.float64)
+    m = np.asarray(mask, dtype=np.float64)[..., None] * alpha
+    out = base * (1 - m) + np.asarray(color, np.float64) * m
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _titled(panel, title, width):
+    import cv2
+
+    panel = (
+        to_display(panel)
+        if panel.dtype != np.uint8 or panel.ndim == 2
+        else panel
+    )
+    h, w = panel.shape[:2]
+    bar = np.full((24, width, 3), 255, np.uint8)
+    cv2.putText(
+        bar,
+        title,
+        (4, 17),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    body = np.full((h, width, 3), 255, np.uint8)
+    body[:, :w] = panel
+    return np.concatenate([bar, body], axis=0)
+
+
+def panel_grid(panels, titles=None, ncols=None, gap=6) -> np.ndarray:
+    """Arrange RGB/grey panels of possibly different sizes in a grid."""
+    panels = [np.asarray(p) for p in panels]
+    titles = list(titles) if titles is not None else [""] * len(panels)
+    if len(titles) != len(panels):
+        raise ValueError("`titles` must have one entry per panel.")
+    ncols = ncols or len(panels)
+    width = max(p.shape[1] for p in panels)
+    cells = [_titled(p, t, width) for p, t in zip(panels, titles)]
+    height = max(c.shape[0] for c in cells)
+    rows = []
+    for r in range(0, len(cells), ncols):
+        row = cells[r : r + ncols]
+        row += [np.full((height, width, 3), 255, np.uint8)] * (ncols - len(row))
+        padded = []
+        for c in row:
+            c = np.pad(
+                c,
+                ((0, height - c.shape[0]), (0, gap), (0, 0)),
+                constant_values=255,
+            )
+            padded.append(c)
+        rows.append(np.concatenate(padded, axis=1))
+        rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-1], axis=0)
+
+
+def save_panels(path, panels, titles=None, ncols=None):
+    """Write a grid of panels to a PNG (atomically) and return the path."""
+    return write_image(path, panel_grid(panels, titles, ncols))
+
+
+def line_plot(
+    series, title="", xlabel="", ylabel="", size=(420, 640), log_y=False
+) -> np.ndarray:
+    """A small line plot: ``series`` maps a name to ``(x, y)`` sequences.
+
+    Returns an RGB image with axes, tick labels and a legend.
+    """
+    import cv2
+
+    h, w = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 20, 34, 50
+    colors = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+    ]
+    data = []
+    for name, (x, y) in series.items():
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        keep = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+        if keep.any():
+            data.append(
+                (name, x[keep], np.log10(y[keep]) if log_y else y[keep])
+            )
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, title, (left, 22), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    x0, x1, y0, y1 = left, w - right, h - bottom, top
+    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    if not data:
+        return img
+    xs = np.concatenate([d[1] for d in data])
+    ys = np.concatenate([d[2] for d in data])
+    xmin, xmax = xs.min(), xs.max()
+    ymin, ymax = ys.min(), ys.max()
+    if xmax == xmin:
+        xmax = xmin + 1
+    if ymax == ymin:
+        ymin, ymax = ymin - 0.5, ymax + 0.5
+    pad = 0.05 * (ymax - ymin)
+    ymin, ymax = ymin - pad, ymax + pad
+
+    def px(x, y):
+        u = x0 + (x - xmin) / (xmax - xmin) * (x1 - x0)
+        v = y0 - (y - ymin) / (ymax - ymin) * (y0 - y1)
+        return np.stack([u, v], -1)
+
+    for k in range(5):
+        fy = ymin + (ymax - ymin) * k / 4
+        v = int(round(px(xmin, fy)[1]))
+        cv2.line(img, (x0, v), (x1, v), (225, 225, 225), 1)
+        label = f"{10**fy:.3g}" if log_y else f"{fy:.3g}"
+        cv2.putText(
+            img, label, (4, v + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA
+        )
+        fx = xmin + (xmax - xmin) * k / 4
+        u = int(round(px(fx, ymin)[0]))
+        cv2.putText(
+            img,
+            f"{fx:.4g}",
+            (u - 12, y0 + 16),
+            font,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        img,
+        xlabel,
+        ((x0 + x1) // 2 - 30, h - 12),
+        font,
+        0.45,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.putText(img, ylabel, (4, y1 - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (name, x, y) in enumerate(data):
+        color = colors[i % len(colors)]
+        pts = np.rint(px(x, y)).astype(np.int32)
+        if len(pts) == 1:
+            cv2.circle(
+                img, tuple(int(v) for v in pts[0]), 3, color, -1, cv2.LINE_AA
+            )
+        else:
+            cv2.polylines(
+                img, [pts.reshape(-1, 1, 2)], False, color, 2, cv2.LINE_AA
+            )
+        ly = y1 + 16 + 18 * i
+        cv2.line(img, (x1 - 150, ly - 4), (x1 - 125, ly - 4), color, 2)
+        cv2.putText(
+            img, name, (x1 - 120, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    return img

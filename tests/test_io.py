@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from keras_unet import figures
+from keras_unet.io import atomic_path, read_image, to_float_image, write_image
+
+
+def test_to_float_image_scales_by_dtype():
+    np.testing.assert_allclose(
+        to_float_image(np.array([0, 51, 255], np.uint8)), [0, 0.2, 1]
+    )
+    np.testing.assert_allclose(
+        to_float_image(np.array([0, 65535], np.uint16)), [0, 1]
+    )
+    np.testing.assert_array_equal(
+        to_float_image(np.array([True, False])), [1, 0]
+    )
+    f = np.array([0.5, 3.0], np.float64)
+    out = to_float_image(f)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, f)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_to_float_image_rejects_non_finite(bad):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        to_float_image(np.array([[0.0, bad]]))
+
+
+def test_to_float_image_rejects_empty_and_strings():
+    with pytest.raises(ValueError, match="empty"):
+        to_float_image(np.zeros((0, 5)))
+    with pytest.raises(ValueError, match="dtype"):
+        to_float_image(np.array(["a"]))
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".txt" and tmp.parent == tmp_path
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.arange(60, dtype=np.uint8).reshape(6, 10),
+        (np.arange(60, dtype=np.uint16) * 1000).reshape(6, 10),
+        np.dstack([np.full((6, 10), v, np.uint8) for v in (10, 20, 30)]),
+    ],
+)
+def test_image_round_trip(tmp_path, suffix, image):
+    path = write_image(tmp_path / f"a{suffix}", image)
+    back = read_image(path)
+    np.testing.assert_array_equal(back, image)  # RGB order preserved
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No such image"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="Could not read"):
+        read_image(tmp_path / "junk.png")
+
+
+def test_figures_grid_and_plot(tmp_path):
+    grey = np.linspace(0, 1, 400).reshape(20, 20)
+    inst = np.zeros((20, 30), int)
+    inst[2:8, 2:8] = 3
+    colored = figures.color_instances(inst)
+    assert colored.dtype == np.uint8 and colored[0, 0].tolist() == [0, 0, 0]
+    assert colored[3, 3].max() >= 70
+    grid = figures.panel_grid([grey, colored], ["a", "b"], ncols=1)
+    assert grid.ndim == 3 and grid.shape[1] >= 30
+    plot = figures.line_plot(
+        {"loss": ([1, 2, 3], [3.0, 2.0, 1.5])}, "t", "x", "y"
+    )
+    assert plot.shape == (420, 640, 3) and (plot != 255).any()
+    path = figures.save_panels(tmp_path / "f.png", [grey, colored])
+    assert read_image(path).shape[-1] == 3
