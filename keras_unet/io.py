@@ -73,6 +73,10 @@ def atomic_path(path):
     tmp = pathlib.Path(tmp)
     try:
         yield tmp
+        if tmp.is_file():  # mkstemp makes 0600 files; use the usual mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

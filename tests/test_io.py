@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,9 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
         assert tmp.suffix == ".txt" and tmp.parent == tmp_path
         tmp.write_text("new")
     assert target.read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
