@@ -5,12 +5,22 @@ Nothing here downloads anything: every reader takes a local path.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
+import pathlib
+import re
 
 import numpy as np
 from scipy import ndimage, spatial
 
-__all__ = ["synthetic_cells"]
+__all__ = [
+    "ImageSet",
+    "load_ctc",
+    "load_folders",
+    "load_isbi2012",
+    "load_synthetic",
+    "synthetic_cells",
+]
 
 
 def _size_hw(size) -> tuple[int, int]:
@@ -167,3 +177,408 @@ def synthetic_cells(n, size=512, seed=0):
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, i])
         images[i], instances[i] = _one_cell_image(rng, hw)
     return images, instances
+
+
+# --------------------------------------------------------------------------
+# Readers for local data. None of them downloads anything.
+
+
+@dataclasses.dataclass
+class ImageSet:
+    """Images with their annotations, as read from a local dataset.
+
+    Attributes:
+        images: list of images (H, W) or (H, W, C), as stored (uint8, ...).
+        labels: list of class-index images (int32), or None when the
+            annotation is given as instances (derive labels with
+            `keras_unet.weights.separate_instances`).
+        instances: list of instance-id images (int32, 0 = background), or
+            None.
+        ignore: list of bool masks, True where the image is not annotated
+            (train with weight 0 there), or None.
+        names: a name per image (the file stem), used for output files.
+        num_classes: number of classes of `labels`.
+        class_of_interest: the class whose probability `keras-unet predict`
+            writes (1 = cells; 0 = membrane for ISBI 2012).
+        description: where the data came from.
+    """
+
+    images: list
+    labels: list | None = None
+    instances: list | None = None
+    ignore: list | None = None
+    names: list = dataclasses.field(default_factory=list)
+    num_classes: int = 2
+    class_of_interest: int = 1
+    description: str = ""
+
+    def __len__(self):
+        return len(self.images)
+
+    def subset(self, indices) -> ImageSet:
+        """The images at `indices` (a list of ints), with their annotations."""
+        indices = list(indices)
+
+        def pick(items):
+            return None if items is None else [items[i] for i in indices]
+
+        return dataclasses.replace(
+            self,
+            images=pick(self.images),
+            labels=pick(self.labels),
+            instances=pick(self.instances),
+            ignore=pick(self.ignore),
+            names=pick(self.names),
+        )
+
+
+def _require_dir(path, expected):
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder. Expected {expected}.")
+    return path
+
+
+def _image_files(folder):
+    from keras_unet.io import IMAGE_SUFFIXES
+
+    return sorted(
+        p
+        for p in pathlib.Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def _isbi_binary(raw, what):
+    values = np.unique(raw)
+    if len(values) > 2:
+        raise ValueError(
+            f"{what} has {len(values)} distinct values; ISBI 2012 labels are "
+            "binary (0 = membrane, 255 = cell)."
+        )
+    return (raw > 0).astype(np.int32)  # cell = 1, membrane = 0
+
+
+def load_isbi2012(path, split="train") -> ImageSet:
+    """Read the ISBI 2012 EM segmentation data from a local folder.
+
+    Two layouts are understood:
+
+    - PNG slices: ``train/image/*.png``, ``train/label/*.png`` and
+      ``test/image/*.png`` (as in ``../shared/data/isbi2012-em``), images
+      and labels paired by file name;
+    - the challenge's multi-page TIFF stacks: ``train-volume.tif``,
+      ``train-labels.tif`` and ``test-volume.tif``.
+
+    Labels: 255 (cell) becomes class 1, 0 (membrane) class 0; the class of
+    interest for prediction is the membrane (class 0), as the challenge
+    scores membrane probabilities.
+
+    Args:
+        path: the folder holding either layout.
+        split: "train" (images and labels) or "test" (images only).
+    """
+    import tifffile
+
+    from keras_unet.io import read_image
+
+    if split not in ("train", "test"):
+        raise ValueError(
+            f"`split` must be 'train' or 'test'. Received: {split!r}"
+        )
+    root = _require_dir(
+        path,
+        "an ISBI 2012 folder with train/image, train/label, test/image "
+        "PNG folders or train-volume.tif/train-labels.tif/test-volume.tif",
+    )
+    desc = f"ISBI 2012 {split} ({root})"
+    volume = root / f"{split}-volume.tif"
+    image_dir = root / split / "image"
+    if image_dir.is_dir():
+        files = _image_files(image_dir)
+        if not files:
+            raise FileNotFoundError(f"{image_dir} holds no image files.")
+        images = [read_image(f) for f in files]
+        names = [f.stem for f in files]
+        labels = None
+        if split == "train":
+            label_dir = root / "train" / "label"
+            if not label_dir.is_dir():
+                raise FileNotFoundError(
+                    f"Expected the labels in {label_dir} (same file names as "
+                    f"{image_dir})."
+                )
+            by_stem = {f.stem: f for f in _image_files(label_dir)}
+            missing = [n for n in names if n not in by_stem]
+            if missing:
+                raise FileNotFoundError(
+                    f"No label in {label_dir} for image(s) {missing[:5]}."
+                )
+            labels = [
+                _isbi_binary(read_image(by_stem[n]), f"label {by_stem[n]}")
+                for n in names
+            ]
+    elif volume.is_file():
+        stack = np.asarray(tifffile.imread(volume))
+        images = list(stack if stack.ndim == 3 else stack[None])
+        names = [f"{i:02d}" for i in range(len(images))]
+        labels = None
+        if split == "train":
+            label_file = root / "train-labels.tif"
+            if not label_file.is_file():
+                raise FileNotFoundError(f"Found {volume} but not {label_file}.")
+            lab = np.asarray(tifffile.imread(label_file))
+            lab = lab if lab.ndim == 3 else lab[None]
+            if lab.shape != np.shape(np.stack(images)):
+                raise ValueError(
+                    f"{label_file} has shape {lab.shape} but {volume} has "
+                    f"{np.shape(np.stack(images))}."
+                )
+            labels = [
+                _isbi_binary(s, f"{label_file} slice {i}")
+                for i, s in enumerate(lab)
+            ]
+    else:
+        raise FileNotFoundError(
+            f"{root} has neither {split}/image/ (PNG slices) nor "
+            f"{split}-volume.tif (TIFF stack): expected the ISBI 2012 layout."
+        )
+    for name, image in zip(names, images):
+        if image.ndim != 2:
+            raise ValueError(
+                f"ISBI image {name} is not a grey image: {image.shape}"
+            )
+    return ImageSet(
+        images=images,
+        labels=labels,
+        names=names,
+        num_classes=2,
+        class_of_interest=0,
+        description=desc,
+    )
+
+
+_CTC_SEG = re.compile(r"man_seg_?(\d+)\.tiff?$")
+_CTC_TRA = re.compile(r"man_track_?(\d+)\.tiff?$")
+_CTC_FRAME = re.compile(r"t(\d+)\.tiff?$")
+
+
+def load_ctc(path, sequences=None, ignore_unannotated=True) -> ImageSet:
+    """Read a Cell Tracking Challenge 2D dataset (e.g. PhC-C2DH-U373).
+
+    Layout: ``<seq>/tNNN.tif`` frames with ``<seq>_GT/SEG/man_segNNN.tif``
+    16-bit instance labels, for sequences "01", "02", ... The SEG ground
+    truth is partial: only frames with a SEG file are returned. Where
+    ``<seq>_GT/TRA/man_trackNNN.tif`` markers exist, cells that have a
+    tracking marker but no segmentation are marked in `ignore` (their
+    marker region, dilated by the typical annotated cell radius), so that
+    training does not learn them as background.
+
+    Args:
+        path: the dataset folder (holding ``01``, ``01_GT``, ...).
+        sequences: which sequences to read (default: every ``NN`` folder
+            that has ``NN_GT/SEG``).
+        ignore_unannotated: build the `ignore` masks from TRA markers.
+    """
+    from keras_unet.io import read_image
+
+    root = _require_dir(
+        path,
+        "a Cell Tracking Challenge folder with 01/t000.tif and "
+        "01_GT/SEG/man_seg000.tif",
+    )
+    if sequences is None:
+        sequences = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir()
+            and re.fullmatch(r"\d+", p.name)
+            and (root / f"{p.name}_GT" / "SEG").is_dir()
+        )
+    if not sequences:
+        raise FileNotFoundError(
+            f"No annotated sequence in {root}: expected folders like 01/ "
+            "(frames t000.tif, ...) and 01_GT/SEG/ (man_seg000.tif, ...)."
+        )
+    images, instances, ignore, names = [], [], [], []
+    for seq in sequences:
+        frames_dir = _require_dir(root / seq, f"frames {root / seq}/tNNN.tif")
+        seg_dir = _require_dir(
+            root / f"{seq}_GT" / "SEG",
+            f"{root / (seq + '_GT')}/SEG/man_segNNN.tif",
+        )
+        frames = {}
+        for f in frames_dir.iterdir():
+            m = _CTC_FRAME.match(f.name)
+            if m:
+                frames[int(m.group(1))] = f
+        tra_dir = root / f"{seq}_GT" / "TRA"
+        tra = {}
+        if ignore_unannotated and tra_dir.is_dir():
+            for f in tra_dir.iterdir():
+                m = _CTC_TRA.match(f.name)
+                if m:
+                    tra[int(m.group(1))] = f
+        segs = sorted(
+            (int(m.group(1)), f)
+            for f in seg_dir.iterdir()
+            if (m := _CTC_SEG.match(f.name))
+        )
+        if not segs:
+            raise FileNotFoundError(f"{seg_dir} holds no man_segNNN.tif file.")
+        for t, seg_file in segs:
+            if t not in frames:
+                raise FileNotFoundError(
+                    f"{seg_file.name} annotates frame {t}, but {frames_dir} "
+                    f"has no t{t:03d}.tif."
+                )
+            image = read_image(frames[t])
+            inst = np.asarray(read_image(seg_file)).astype(np.int32)
+            if inst.shape != image.shape[:2]:
+                raise ValueError(
+                    f"{seg_file} has shape {inst.shape} but {frames[t]} has "
+                    f"{image.shape[:2]}."
+                )
+            mask = np.zeros(inst.shape, bool)
+            if t in tra:
+                mask = _unannotated(inst, np.asarray(read_image(tra[t])))
+            images.append(image)
+            instances.append(inst)
+            ignore.append(mask)
+            names.append(f"{seq}_t{t:03d}")
+    return ImageSet(
+        images=images,
+        instances=instances,
+        ignore=ignore if ignore_unannotated else None,
+        names=names,
+        num_classes=2,
+        class_of_interest=1,
+        description=f"Cell Tracking Challenge ({root}, sequences {sequences})",
+    )
+
+
+def _unannotated(instances, markers):
+    """Regions of tracking markers that no segmented cell overlaps."""
+    markers = markers.astype(np.int64)
+    ids = np.unique(markers[markers > 0])
+    if not len(ids):
+        return np.zeros(instances.shape, bool)
+    sizes = np.bincount(instances.ravel())[1:]
+    sizes = sizes[sizes > 0]
+    radius = (
+        max(2, int(np.sqrt(np.median(sizes) / np.pi))) if len(sizes) else 10
+    )
+    mask = np.zeros(instances.shape, bool)
+    for i in ids:
+        region = markers == i
+        if not np.any(instances[region] > 0):
+            mask |= region
+    if mask.any():
+        mask = ndimage.binary_dilation(mask, iterations=radius)
+        mask &= instances == 0
+    return mask
+
+
+def load_folders(
+    images, masks, mask_suffix="", mask_type="classes", num_classes=None
+) -> ImageSet:
+    """Read images and masks from two folders, paired by file name.
+
+    Files are read with `keras_unet.io.read_image` (PNG, JPEG, BMP, TIFF;
+    8 or 16 bit; grey or RGB). A mask belongs to the image whose stem equals
+    the mask's stem without `mask_suffix` (e.g. ``cell1.png`` and
+    ``cell1_mask.png`` with ``mask_suffix="_mask"``).
+
+    Args:
+        images: folder of images.
+        masks: folder of masks.
+        mask_suffix: suffix of the mask stems.
+        mask_type: "classes" (class-index masks; a 0/255 mask becomes 0/1),
+            or "instances" (an id per object, e.g. 16-bit label images).
+        num_classes: number of classes (default: largest class + 1, at
+            least 2).
+    """
+    from keras_unet.io import read_image
+
+    if mask_type not in ("classes", "instances"):
+        raise ValueError(
+            "`mask_type` must be 'classes' or 'instances'. "
+            f"Received: {mask_type!r}"
+        )
+    image_dir = _require_dir(images, "a folder of image files")
+    mask_dir = _require_dir(masks, "a folder of mask files")
+    image_files = _image_files(image_dir)
+    if not image_files:
+        raise FileNotFoundError(
+            f"{image_dir} holds no image files (.png, .tif, .jpg, .bmp)."
+        )
+    mask_files = {}
+    for f in _image_files(mask_dir):
+        stem = f.stem
+        if mask_suffix and stem.endswith(mask_suffix):
+            stem = stem[: -len(mask_suffix)]
+        mask_files[stem] = f
+    missing = [f.name for f in image_files if f.stem not in mask_files]
+    if missing:
+        raise FileNotFoundError(
+            f"No mask in {mask_dir} for {len(missing)} image(s), e.g. "
+            f"{missing[:3]} (looked for '<stem>{mask_suffix}.<ext>')."
+        )
+    imgs, masks_, names = [], [], []
+    for f in image_files:
+        image = read_image(f)
+        mask = read_image(mask_files[f.stem])
+        if mask.ndim == 3:
+            if not np.all(mask == mask[..., :1]):
+                raise ValueError(
+                    f"Mask {mask_files[f.stem]} has colour channels that "
+                    "differ; masks must be single-channel label images."
+                )
+            mask = mask[..., 0]
+        if mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"Mask {mask_files[f.stem]} is {mask.shape} but image {f} is "
+                f"{image.shape[:2]}."
+            )
+        if not np.issubdtype(mask.dtype, np.integer):
+            raise ValueError(
+                f"Mask {mask_files[f.stem]} is not integer-valued."
+            )
+        imgs.append(image)
+        masks_.append(mask.astype(np.int32))
+        names.append(f.stem)
+    if mask_type == "instances":
+        return ImageSet(
+            images=imgs,
+            instances=masks_,
+            names=names,
+            description=f"folders {image_dir} + {mask_dir}",
+        )
+    values = np.unique(np.concatenate([np.unique(m) for m in masks_]))
+    if set(values.tolist()) <= {0, 255}:
+        masks_ = [(m > 0).astype(np.int32) for m in masks_]
+        values = np.array([0, 1])
+    k = int(values.max()) + 1 if num_classes is None else int(num_classes)
+    if values.min() < 0 or values.max() >= k:
+        raise ValueError(
+            f"Masks hold class values {values.tolist()[:10]} but "
+            f"num_classes={k}."
+        )
+    return ImageSet(
+        images=imgs,
+        labels=masks_,
+        names=names,
+        num_classes=max(k, 2),
+        description=f"folders {image_dir} + {mask_dir}",
+    )
+
+
+def load_synthetic(n=12, size=256, seed=0) -> ImageSet:
+    """The built-in synthetic cells (`synthetic_cells`) as an ImageSet."""
+    images, instances = synthetic_cells(n, size=size, seed=seed)
+    return ImageSet(
+        images=list(images),
+        instances=list(instances),
+        names=[f"synthetic_{i:03d}" for i in range(n)],
+        description=f"synthetic cells (n={n}, size={size}, seed={seed})",
+    )

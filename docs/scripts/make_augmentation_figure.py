@@ -48,8 +48,12 @@ def main():
         tile = figures.to_display(tx.numpy()[..., 0])
         tile[m, m : m + 388] = tile[m + 387, m : m + 388] = (255, 200, 0)
         tile[m : m + 388, m] = tile[m : m + 388, m + 387] = (255, 200, 0)
-        panels += [tile, figures.overlay(tx.numpy()[m : m + 388, m : m + 388, 0],
-                                         ty.numpy() == 0)]
+        panels += [
+            tile,
+            figures.overlay(
+                tx.numpy()[m : m + 388, m : m + 388, 0], ty.numpy() == 0
+            ),
+        ]
         titles += [f"input tile 572, seed {seed}", "its 388 label tile"]
     grid = figures.panel_grid(panels, titles, ncols=4)
     half = cv2.resize(grid, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
