@@ -332,6 +332,7 @@ def make_training_dataset(
     jit_compile="auto",
     validate=True,
     num_parallel_calls=AUTOTUNE,
+    start=0,
 ):
     """A tf.data pipeline of augmented training tiles, ready for `model.fit`.
 
@@ -365,8 +366,10 @@ def make_training_dataset(
         augment: True or "paper" (default: `keras_unet.augment.AugmentConfig`
             defaults), "flips", False/"none", a dict of AugmentConfig fields
             or an AugmentConfig.
-        shuffle: visit the images in a new random order every epoch.
-        repeat: repeat forever (use ``steps_per_epoch`` in `model.fit`).
+        shuffle: visit the images in a new random order every epoch (an
+            epoch here is one tile of every image).
+        repeat: repeat forever (use ``steps_per_epoch`` in `model.fit`);
+            False gives one tile per image.
         deterministic: keep the element order fixed despite the parallel
             map (reproducible); False can be a little faster.
         mask_mirrored: weight 0 for label pixels that come from the mirrored
@@ -377,6 +380,11 @@ def make_training_dataset(
         validate: read every image, label and weight once now, so that any
             problem is reported before training starts.
         num_parallel_calls: parallelism of the map (default AUTOTUNE).
+        start: index of the first sample (tile) of the stream. Sample ``i``
+            depends only on ``(seed, i)``: its image is at position
+            ``i % n`` of a stateless permutation of epoch ``i // n``, its
+            augmentation is drawn from ``(seed, i)``. Resuming with
+            ``start = samples already drawn`` continues the exact stream.
 
     Returns:
         A `tf.data.Dataset` of ``(x, y, w)`` batches: x float32 (B, in_h,
@@ -427,12 +435,23 @@ def make_training_dataset(
             warp_fn=warp_fn,
         )
 
-    ds = tf.data.Dataset.range(len(source))
-    if shuffle:
-        ds = ds.shuffle(len(source), seed=base, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate()
+    n = len(source)
+    if isinstance(start, bool) or not isinstance(start, numbers.Integral):
+        raise TypeError(f"`start` must be an int >= 0. Received: {start!r}")
+    if start < 0:
+        raise ValueError(f"`start` must be >= 0. Received: {start}")
+    ds = tf.data.Dataset.range(int(start), 2**62 if repeat else max(n, start))
+
+    def pick(i):
+        position = i % n
+        if shuffle:
+            epoch_seed = tf.stack([tf.constant(base, tf.int64), i // n])
+            position = tf.random.experimental.index_shuffle(
+                position, epoch_seed, tf.constant(n - 1, tf.int64)
+            )
+        return i, position
+
+    ds = ds.map(pick)
     ds = ds.map(
         make_tile,
         num_parallel_calls=num_parallel_calls,

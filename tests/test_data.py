@@ -102,6 +102,18 @@ def test_shuffle_visits_every_image_each_epoch():
     assert seen[:5] != seen[5:10] or seen[5:10] != seen[10:15]
 
 
+def test_start_resumes_the_exact_stream():
+    images, labels = _blocks(3, 40, 40)
+    kw = dict(input_size=IN, depth=DEPTH, seed=9, num_classes=3)
+    full = _take(data.make_training_dataset(images, labels, **kw), 7)
+    rest = _take(data.make_training_dataset(images, labels, start=4, **kw), 3)
+    for a, b in zip(full[4:], rest):
+        for ta, tb in zip(a, b):
+            np.testing.assert_array_equal(ta, tb)
+    with pytest.raises(ValueError, match="start"):
+        data.make_training_dataset(images, labels, start=-1, **kw)
+
+
 def test_lists_of_sizes_files_and_small_images(tmp_path):
     rng = np.random.default_rng(0)
     sizes = [(25, 31), (80, 64), (7, 9)]
