@@ -611,3 +611,35 @@ def test_isbi_label_weight_map(shared_data):
     np.testing.assert_allclose(w, expected, rtol=0, atol=2e-6)
     # Membranes between cells get the border weight.
     assert w[target == 0].mean() > 3 * w[target == 1].mean()
+
+
+# ---------------------------------------------------------------------------
+# Figure
+# ---------------------------------------------------------------------------
+
+
+def test_weight_map_figure(tmp_path):
+    from keras_unet.figures import weight_map_figure
+
+    images, instances = synthetic_cells(1, size=64, seed=1)
+    path = tmp_path / "fig.png"
+    fig = weight_map_figure(
+        images[0], instances[0], path, crop=(0, 0, 48, 40), scale=2
+    )
+    assert fig.dtype == np.uint8 and fig.ndim == 3
+    assert fig.shape[0] >= 96 and fig.shape[1] >= 4 * 80
+    np.testing.assert_array_equal(read_image(path), fig)
+    # The weight-map panel shows the map: its colours vary, and the target
+    # panel is black and white.
+    target, w = REAL_WEIGHT_MAP(instances[0], return_target=True)
+    fig2 = weight_map_figure(images[0], instances[0], target=target, weights=w)
+    # Panels are as wide as the widest one (the map plus its colour bar),
+    # with 6 px gaps and a 24 px title bar.
+    column = fig2.shape[1] // 4
+    assert column == 64 + 4 + 58 + 6
+    target_panel = fig2[24 : 24 + 64, 2 * column : 2 * column + 64]
+    np.testing.assert_array_equal(target_panel[..., 0], target * 255)
+    label = (instances[0] > 0).astype(np.uint8) * 255
+    weight_map_figure(images[0], label, label_type="binary")
+    with pytest.raises(ValueError, match="same height and width"):
+        weight_map_figure(images[0][:10], instances[0])
