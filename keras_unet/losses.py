@@ -168,10 +168,16 @@ def _is_concrete(x) -> bool:
 
 
 def _problem_message(
-    n_labels, lo, hi, n_negative, w_min, n_nonfinite, k, sparse
+    n_labels, lo, hi, n_negative, w_min, n_nonfinite, onehot_like, k, sparse
 ) -> str:
     """'' if all is well, else what is wrong and how to fix it."""
     parts = []
+    if onehot_like:
+        parts.append(
+            "y_true has 2 channels that look one-hot (the second is 1 minus "
+            "the first everywhere), but with sparse=True 2 channels mean "
+            "[class index, weight]. Pass sparse=False for one-hot labels"
+        )
     if n_labels:
         if sparse:
             n_cls = max(k, 2)
@@ -201,7 +207,7 @@ def _problem_message(
 
 
 def _raise_problems(
-    n_labels, lo, hi, n_negative, w_min, n_nonfinite, k, sparse
+    n_labels, lo, hi, n_negative, w_min, n_nonfinite, onehot_like, k, sparse
 ):
     message = _problem_message(
         int(n_labels),
@@ -210,6 +216,7 @@ def _raise_problems(
         int(n_negative),
         float(w_min),
         int(n_nonfinite),
+        int(onehot_like),
         int(k),
         bool(sparse),
     )
@@ -217,9 +224,14 @@ def _raise_problems(
         raise ValueError(message)
 
 
-def _value_stats(labels, weights, k, sparse):
+def _value_stats(labels, weights, k, sparse, packed=None):
     """Scalar tensors describing invalid labels and weights."""
     inf = float("inf")
+    if packed is None:
+        onehot_like = ops.convert_to_tensor(0, "int32")
+    else:  # sparse, 2 classes, y_true = [label, weight]: one-hot by mistake?
+        lab = ops.cast(labels, packed.dtype)
+        onehot_like = ops.cast(ops.all(ops.equal(packed, 1 - lab)), "int32")
     if weights is None:
         active = ops.ones_like(
             labels[..., 0] if not sparse else labels, dtype="bool"
@@ -253,18 +265,19 @@ def _value_stats(labels, weights, k, sparse):
     n_labels = ops.sum(ops.cast(bad, "int32"))
     lo = ops.min(ops.where(bad, ops.nan_to_num(lab, nan=-inf), inf))
     hi = ops.max(ops.where(bad, ops.nan_to_num(lab, nan=inf), -inf))
-    return n_labels, lo, hi, n_negative, w_min, n_nonfinite
+    return n_labels, lo, hi, n_negative, w_min, n_nonfinite, onehot_like
 
 
-def _check_values(labels, weights, k, sparse):
+def _check_values(labels, weights, k, sparse, packed=None):
     """Raise now (eager) or at run time (traced); returns the 'bad' flag.
 
     The flag (a boolean scalar tensor) is True when the values are invalid;
     the caller turns the loss into NaN then, for the traced cases in which
     no error can be raised (XLA).
     """
-    stats = _value_stats(labels, weights, k, sparse)
-    n_labels, _, _, n_negative, _, n_nonfinite = stats
+    stats = _value_stats(labels, weights, k, sparse, packed)
+    n_labels, _, _, n_negative, _, n_nonfinite, onehot_like = stats
+    n_bad = n_labels + n_negative + n_nonfinite + onehot_like
     if _is_concrete(n_labels):
         _raise_problems(*(ops.convert_to_numpy(s) for s in stats), k, sparse)
         return None
@@ -280,6 +293,9 @@ def _check_values(labels, weights, k, sparse):
             "weights must be >= 0 (0 = ignore the pixel); negative count, "
             "smallest =",
             "weights must be finite; NaN/inf count =",
+            "y_true looks one-hot (2 channels, the second = 1 - the first) "
+            "but sparse=True reads 2 channels as [class index, weight]; "
+            "pass sparse=False for one-hot labels",
         )
         asserts = [
             tf.debugging.Assert(
@@ -294,9 +310,13 @@ def _check_values(labels, weights, k, sparse):
                 tf.equal(n_nonfinite, 0),
                 ["weighted_crossentropy: " + names[2], stats[5]],
             ),
+            tf.debugging.Assert(
+                tf.equal(onehot_like, 0),
+                ["weighted_crossentropy: " + names[3]],
+            ),
         ]
         with tf.control_dependencies(asserts):
-            bad = tf.identity((n_labels + n_negative + n_nonfinite) > 0)
+            bad = tf.identity(n_bad > 0)
         return bad
     if backend == "jax":
         import jax
@@ -304,7 +324,7 @@ def _check_values(labels, weights, k, sparse):
         jax.debug.callback(
             functools.partial(_raise_problems, k=k, sparse=sparse), *stats
         )
-    return (n_labels + n_negative + n_nonfinite) > 0
+    return n_bad > 0
 
 
 def _check_weight_shape(sample_weight, pred_shape):
@@ -375,8 +395,11 @@ def _weighted_ce(y_true, y_pred, sample_weight, sparse, check_inputs):
     )
     if not known:
         labels = _runtime_shape_check(labels, logits, "labels")
+    packed = None
     if weights is not None:
         weights = ops.cast(weights, compute)
+        if sparse and k == 2:
+            packed = weights
     if sample_weight is not None:
         sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), compute)
         sw = _check_weight_shape(sample_weight, pred_shape)
@@ -393,7 +416,7 @@ def _weighted_ce(y_true, y_pred, sample_weight, sparse, check_inputs):
         num_classes = k
     bad = None
     if check_inputs:
-        bad = _check_values(labels, weights, k, sparse)
+        bad = _check_values(labels, weights, k, sparse, packed)
     log_p = ops.log_softmax(logits, axis=-1)
     if sparse:
         index = ops.cast(ops.round(ops.cast(labels, compute)), "int32")
@@ -513,8 +536,10 @@ class WeightedCrossentropy(keras.losses.Loss):
     the 388 output of a valid U-Net, raises a ValueError that explains the
     crop); class indices must lie in ``0..K-1`` wherever the weight is > 0
     (so labels such as 255 are allowed on ignored pixels); weights must be
-    finite and >= 0. Shapes are checked when the function is traced; values
-    are checked:
+    finite and >= 0; a 2-class one-hot ``y_true`` passed with
+    ``sparse=True`` (which would read it as [class index, weight]) is
+    recognised. Shapes are checked when the function is traced; values are
+    checked:
 
     - eagerly (any backend): a ValueError right away;
     - TensorFlow graphs (``tf.function``, ``model.fit(jit_compile=False)``):

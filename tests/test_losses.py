@@ -263,6 +263,19 @@ def test_bad_label_layout(kwargs, y_shape, match):
         WeightedCrossentropy(**kwargs)(np.zeros(y_shape), logits)
 
 
+def test_one_hot_passed_as_sparse_is_caught():
+    labels, logits, _ = data(14, k=2)
+    onehot = np.eye(2)[labels].astype("float32")
+    with pytest.raises(ValueError, match="(?i)pass sparse=False"):
+        WeightedCrossentropy()(onehot, logits)
+    fn = tf.function(lambda y, z: WeightedCrossentropy()(y, z))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one-hot"):
+        fn(onehot, logits)
+    # A real packed target is not mistaken for one-hot.
+    packed = np.stack([labels, np.full(labels.shape, 1.0)], -1)
+    assert np.isfinite(float(WeightedCrossentropy()(packed, logits)))
+
+
 def test_bad_constructor_and_sample_weight():
     with pytest.raises(ValueError, match="normalization"):
         WeightedCrossentropy(normalization="mean")
