@@ -741,8 +741,10 @@ def _jsonable(value):
         return {str(k): _jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [_jsonable(v) for v in np.asarray(value).tolist()]
-    if isinstance(value, (np.generic,)):
-        return value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)  # 10 and 10.0 give the same cache entry
     return value
 
 

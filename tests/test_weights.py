@@ -512,7 +512,7 @@ def test_cache_reuses_and_invalidates(tmp_path, counted):
     for x, y in zip(first, second):
         np.testing.assert_array_equal(x, y)
     # Same parameters given explicitly at their defaults: same entry.
-    W.cached_weight_maps([pa], cache, sigma=4.0, w0=10.0)
+    W.cached_weight_maps([pa], cache, sigma=4, w0=10)
     assert len(counted) == 2
     # A changed parameter: recomputed.
     W.cached_weight_maps([pa], cache, sigma=3.0)
