@@ -23,8 +23,30 @@ _EXPORTS = {
     "inspect_unet": "keras_unet.model",
     "UNetSpec": "keras_unet.model",
     "synthetic_cells": "keras_unet.datasets",
+    "unet_weight_map": "keras_unet.weights",
+    "cached_weight_maps": "keras_unet.weights",
+    "separate_instances": "keras_unet.weights",
+    "class_balance_weights": "keras_unet.weights",
+    "WeightedCrossentropy": "keras_unet.losses",
+    "weighted_crossentropy": "keras_unet.losses",
+    "AugmentConfig": "keras_unet.augment",
+    "elastic_deform": "keras_unet.augment",
+    "make_training_dataset": "keras_unet.data",
+    "make_validation_dataset": "keras_unet.data",
 }
-_SUBMODULES = ("cli", "datasets", "geometry", "model")
+_SUBMODULES = (
+    "augment",
+    "cli",
+    "data",
+    "datasets",
+    "figures",
+    "geometry",
+    "io",
+    "losses",
+    "model",
+    "train",
+    "weights",
+)
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

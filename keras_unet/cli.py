@@ -160,35 +160,298 @@ def _cmd_summary(args):
 
 def _cmd_demo(args):
     _quiet_tensorflow()
-    import pathlib
+    from keras_unet.workflows import run_demo
 
-    from keras_unet import figures
-    from keras_unet.datasets import synthetic_cells
-    from keras_unet.model import build_unet
-
-    out = pathlib.Path(args.output)
-    model = build_unet()
     print(
-        f"The paper's U-Net: {model.count_params():,} parameters, "
-        f"{model.input_shape[1:]} -> {model.output_shape[1:]}"
+        "keras-unet demo: training a U-Net on "
+        + (
+            f"ISBI 2012 ({args.data})"
+            if args.data
+            else "the built-in synthetic cells"
+        )
+        + f", writing to {args.output}/"
     )
-    print("\n".join(geometry_report(572, 4, "valid")))
-    images, instances = synthetic_cells(2, size=256, seed=args.seed)
-    panels, titles = [], []
-    for img, ins in zip(images, instances):
-        panels += [img, figures.color_instances(ins)]
-        titles += ["synthetic image", f"{ins.max()} cells"]
-    path = figures.save_panels(
-        out / "synthetic_cells.png", panels, titles, ncols=2
+    report = run_demo(
+        args.output, data=args.data, seed=args.seed, quick=args.quick
     )
-    print(f"wrote {path}")
+    mean = report["mean"]
+    print("\nHeld-out images:")
+    for row in report["held_out"]:
+        print(
+            "  "
+            + ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items()
+            )
+        )
+    print("Mean: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))
+    print(
+        f"Took {report['training']['seconds']:.0f} s. Outputs: "
+        f"{report['outputs']['model']}, {report['outputs']['training_curve']}, "
+        f"{report['outputs']['predictions']}/, {args.output}/report.json"
+    )
+    return 0
+
+
+_TRAIN_OPTIONS = {
+    # dest: (flags, kwargs)
+    "data": (
+        ["--data"],
+        dict(
+            help="dataset path (ISBI 2012 folder, Cell "
+            "Tracking Challenge folder, or image folder "
+            "for --format folders); omit for synthetic"
+        ),
+    ),
+    "format": (
+        ["--format"],
+        dict(
+            choices=("isbi2012", "ctc", "folders", "synthetic"),
+            help="dataset layout (default: isbi2012 "
+            "when --data is given, else synthetic)",
+        ),
+    ),
+    "masks": (["--masks"], dict(help="mask folder (--format folders)")),
+    "mask_suffix": (
+        ["--mask-suffix"],
+        dict(help="suffix of mask file stems, e.g. _mask (--format folders)"),
+    ),
+    "mask_type": (
+        ["--mask-type"],
+        dict(
+            choices=("classes", "instances"),
+            help="folders: class-index masks or instance ids (default classes)",
+        ),
+    ),
+    "output": (["--output"], dict(help="output folder (default runs/unet)")),
+    "preset": (
+        ["--preset"],
+        dict(
+            choices=None,
+            help="training recipe: adam (default), paper, plain, large-batch",
+        ),
+    ),
+    "filters": (
+        ["--filters"],
+        dict(
+            type=_positive_int, help="channels of the first level (default 64)"
+        ),
+    ),
+    "depth": (
+        ["--depth"],
+        dict(type=_positive_int, help="max-pool steps (default 4)"),
+    ),
+    "input_size": (
+        ["--input-size"],
+        dict(type=_positive_int, help="training tile size (default 572)"),
+    ),
+    "batch_norm": (
+        ["--batch-norm"],
+        dict(action="store_const", const=True, help="batch normalization"),
+    ),
+    "dropout": (
+        ["--dropout"],
+        dict(
+            type=float,
+            help="dropout rate at the end "
+            "of the contracting path (default 0.5)",
+        ),
+    ),
+    "steps": (
+        ["--steps"],
+        dict(type=_positive_int, help="steps per epoch (default 100)"),
+    ),
+    "epochs": (
+        ["--epochs"],
+        dict(type=_positive_int, help="epochs (default 10)"),
+    ),
+    "batch_size": (
+        ["--batch-size"],
+        dict(type=_positive_int, help="tiles per step (preset)"),
+    ),
+    "optimizer": (
+        ["--optimizer"],
+        dict(choices=("adam", "adamw", "sgd"), help="optimizer (preset)"),
+    ),
+    "learning_rate": (
+        ["--lr"],
+        dict(type=float, help="learning rate (preset)"),
+    ),
+    "momentum": (
+        ["--momentum"],
+        dict(type=float, help="SGD momentum (preset)"),
+    ),
+    "weights": (
+        ["--weights"],
+        dict(
+            choices=("unet", "balanced", "none"),
+            help="loss weights: the paper's maps, "
+            "class balance only, or none (preset)",
+        ),
+    ),
+    "augment": (
+        ["--augment"],
+        dict(choices=("paper", "flips", "none"), help="augmentation (preset)"),
+    ),
+    "w0": (["--w0"], dict(type=float, help="border weight w0 (default 10)")),
+    "sigma": (
+        ["--sigma"],
+        dict(type=float, help="border width sigma in px (default 5)"),
+    ),
+    "val_fraction": (
+        ["--val-fraction"],
+        dict(
+            type=float,
+            help="fraction of images held out for validation (default 0.2)",
+        ),
+    ),
+    "early_stopping": (
+        ["--early-stopping"],
+        dict(
+            type=_positive_int,
+            metavar="PATIENCE",
+            help="stop after PATIENCE epochs without improvement",
+        ),
+    ),
+    "seed": (["--seed"], dict(type=int, help="random seed (default 0)")),
+    "resume": (
+        ["--resume"],
+        dict(
+            action="store_const",
+            const=True,
+            help="continue the run in --output from last.keras",
+        ),
+    ),
+    "mixed_precision": (
+        ["--mixed-precision"],
+        dict(
+            choices=("float16", "bfloat16"),
+            help="mixed precision (float16 uses loss scaling)",
+        ),
+    ),
+    "xla": (
+        ["--xla"],
+        dict(
+            action="store_const",
+            const=True,
+            help="compile the training step with XLA",
+        ),
+    ),
+    "distribute": (
+        ["--distribute"],
+        dict(
+            choices=("mirrored",),
+            help="data-parallel training on all local GPUs (MirroredStrategy)",
+        ),
+    ),
+    "deterministic": (
+        ["--deterministic"],
+        dict(
+            action="store_const",
+            const=True,
+            help="deterministic TF ops (slower)",
+        ),
+    ),
+    "cache_dir": (
+        ["--cache-dir"],
+        dict(help="weight-map cache folder (default OUTPUT/weight_cache)"),
+    ),
+}
+
+
+def _cmd_train(args):
+    _quiet_tensorflow()
+    from keras_unet.train import TrainConfig, train
+
+    overrides = {dest: getattr(args, dest) for dest in _TRAIN_OPTIONS}
+    if overrides["format"] is None and not args.config:
+        overrides["format"] = "isbi2012" if args.data else "synthetic"
+    if args.no_tensorboard:
+        overrides["tensorboard"] = False
+    if args.quiet:
+        overrides["verbose"] = 0
+    if args.config:
+        config = TrainConfig.from_json(args.config, **overrides)
+    else:
+        config = TrainConfig(
+            **{k: v for k, v in overrides.items() if v is not None}
+        )
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        return 130
+    print(
+        f"Done: {result.output}/best.keras, last.keras, log.csv, "
+        "training_curve.png, config.json"
+    )
+    return 0
+
+
+def _cmd_predict(args):
+    _quiet_tensorflow()
+    from keras_unet.workflows import predict_files
+
+    tta = "d4" if args.tta else None
+    predict_files(
+        args.model,
+        args.input,
+        args.output,
+        class_of_interest=args.class_,
+        tta=tta,
+        tile_size=args.tile_size,
+        batch_size=args.batch_size,
+        overlays=not args.no_overlay,
+    )
+    return 0
+
+
+def _cmd_evaluate(args):
+    from keras_unet.workflows import evaluate_predictions
+
+    invert = {"auto": None, "yes": True, "no": False}[args.invert]
+    report = evaluate_predictions(
+        args.predictions, args.labels, args.output, invert=invert
+    )
+    mean = report.get("mean", {})
+    shown = {k: v for k, v in mean.items() if isinstance(v, float)}
+    print(
+        "Mean over images: "
+        + ", ".join(f"{k} {v:.5g}" for k, v in shown.items())
+    )
+    if args.output:
+        print(f"Wrote {args.output}/metrics.json and metrics.csv")
+    return 0
+
+
+def _cmd_export(args):
+    _quiet_tensorflow()
+    import keras
+
+    from keras_unet.export import export_saved_model
+    from keras_unet.workflows import _load_model
+
+    model = _load_model(args.model)
+    tta = "d4" if args.tta else None
+    path = export_saved_model(
+        model,
+        args.output,
+        tta=tta,
+        tile_size=args.tile_size,
+        overwrite=args.overwrite,
+    )
+    del keras
+    print(
+        f"Wrote the SavedModel {path} (serving_default: image of any size "
+        "-> probabilities); see docs/serving.md for TensorFlow Serving."
+    )
     return 0
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-unet",
-        description="The original U-Net (Ronneberger et al. 2015) for Keras 3.",
+        description="The original U-Net (Ronneberger et al. 2015) for Keras 3: "
+        "train, segment, evaluate and export.",
     )
     parser.add_argument(
         "--version",
@@ -208,9 +471,11 @@ def build_parser():
 
     p = sub.add_parser(
         "demo",
-        help="the main job on the built-in synthetic cells",
-        description="Build the paper's U-Net, print its geometry and write a "
-        "picture of the built-in synthetic cell data.",
+        help="the main job: train, segment and evaluate on built-in data",
+        description="Train a small U-Net on the built-in synthetic cells (or "
+        "on ISBI 2012 with --data), segment held-out images, and write "
+        "overlays, metrics (pixel/Rand/warping error, SEG IoU) and the "
+        "training curve. A few minutes on 2 CPU cores.",
     )
     p.add_argument(
         "--output",
@@ -218,9 +483,135 @@ def build_parser():
         help="output folder (default demo_output)",
     )
     p.add_argument(
+        "--data",
+        default=None,
+        help="an ISBI 2012 folder to use instead of synthetic cells",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="random seed (default 0)"
     )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny run (seconds) that checks the whole pipeline",
+    )
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "train",
+        help="train a U-Net on a dataset folder",
+        description="Train a U-Net with model.fit. Writes OUTPUT/best.keras "
+        "and last.keras (atomic), state.json (for --resume), config.json (the "
+        "resolved settings: repeat the run with --config), log.csv, "
+        "training_curve.png and tensorboard/. Options not given come from "
+        "--config, then from the --preset.",
+    )
+    p.add_argument(
+        "--config",
+        help="a config.json of an earlier run (or any "
+        "JSON with TrainConfig fields); command-line options win",
+    )
+    for dest, (flags, kwargs) in _TRAIN_OPTIONS.items():
+        if dest == "preset":
+            from keras_unet.train import PRESETS
+
+            kwargs = dict(kwargs, choices=sorted(PRESETS))
+        p.add_argument(*flags, dest=dest, default=None, **kwargs)
+    p.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="do not write TensorBoard logs",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="segment images with a trained model",
+        description="Segment an image or a folder of images of any size with "
+        "the overlap-tile strategy. Writes OUTPUT/<stem>.tif (float32 "
+        "probability of the class of interest: the membrane for ISBI 2012 "
+        "models, else the cells) and OUTPUT/<stem>_overlay.png.",
+    )
+    p.add_argument("--model", required=True, help="a .keras model file")
+    p.add_argument("--input", required=True, help="an image file or folder")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument(
+        "--tta", action="store_true", help="average over the 8 rotations/flips"
+    )
+    p.add_argument(
+        "--tile-size",
+        type=_positive_int,
+        default=None,
+        help="input tile size (default: chosen from memory)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="tiles per batch (default: chosen from memory)",
+    )
+    p.add_argument(
+        "--class",
+        dest="class_",
+        type=int,
+        default=None,
+        help="class whose probability is written (default: from "
+        "the run's config.json)",
+    )
+    p.add_argument(
+        "--no-overlay", action="store_true", help="skip overlay PNGs"
+    )
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="pixel, Rand and warping error of probability maps",
+        description="Score a folder of probability maps (from keras-unet "
+        "predict) against a folder of labels (0 = membrane/background), as "
+        "the ISBI 2012 challenge did; writes metrics.json and metrics.csv.",
+    )
+    p.add_argument("--predictions", required=True, help="folder of maps")
+    p.add_argument("--labels", required=True, help="folder of labels")
+    p.add_argument("--output", default=None, help="folder for the report")
+    p.add_argument(
+        "--invert",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="maps are cell probabilities (yes) or membrane (no); "
+        "auto reads predictions.json",
+    )
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "export",
+        help="export a SavedModel for TensorFlow Serving",
+        description="Export a trained model as a SavedModel whose "
+        "serving_default signature takes one image of any size and returns "
+        "the full-size probability map (mirroring, tiling, optional TTA and "
+        "soft-max inside the graph).",
+    )
+    p.add_argument("--model", required=True, help="a .keras model file")
+    p.add_argument(
+        "--output", required=True, help="SavedModel folder, e.g. serving/unet/1"
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="8-fold test-time augmentation inside the graph",
+    )
+    p.add_argument(
+        "--tile-size",
+        type=_positive_int,
+        default=None,
+        help="tile size used inside the graph",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing SavedModel folder",
+    )
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -232,7 +623,16 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError) as err:
+    except (
+        CLIError,
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+    ) as err:
+        if os.environ.get("KERAS_UNET_DEBUG"):
+            raise
         print(f"keras-unet: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ __all__ = [
     "panel_grid",
     "save_panels",
     "to_display",
+    "weight_map_figure",
 ]
 
 

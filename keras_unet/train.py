@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import time
 
@@ -127,7 +126,10 @@ def compile_unet(
     from keras_unet import metrics as unet_metrics
 
     recipe = _recipe(
-        preset, optimizer=optimizer, learning_rate=learning_rate, momentum=momentum
+        preset,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        momentum=momentum,
     )
     model.compile(
         optimizer=make_optimizer(
@@ -177,7 +179,9 @@ def _make_checkpoint_class():
             batch_size: samples per step (to record samples drawn).
         """
 
-        def __init__(self, directory, monitor="val_loss", mode="min", batch_size=1):
+        def __init__(
+            self, directory, monitor="val_loss", mode="min", batch_size=1
+        ):
             super().__init__()
             self.directory = pathlib.Path(directory)
             self.monitor = monitor
@@ -230,7 +234,11 @@ def _make_checkpoint_class():
             self.epochs_done = epoch + 1
             value = logs.get(self.monitor, logs.get("loss"))
             if value is not None and np.isfinite(value):
-                better = value < self.best if self.mode == "min" else value > self.best
+                better = (
+                    value < self.best
+                    if self.mode == "min"
+                    else value > self.best
+                )
                 if better:
                     self.best = float(value)
                     self.best_epoch = epoch + 1
@@ -339,7 +347,9 @@ def training_callbacks(
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     callbacks = [
-        _Lazy.get("UNetCheckpoint")(out, monitor=monitor, batch_size=batch_size),
+        _Lazy.get("UNetCheckpoint")(
+            out, monitor=monitor, batch_size=batch_size
+        ),
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=append_log),
         _Lazy.get("TrainingCurve")(out / "log.csv", out / "training_curve.png"),
     ]
@@ -452,16 +462,27 @@ class TrainConfig:
                 f"Received: {self.format!r}"
             )
         if self.format != "synthetic" and not self.data:
-            raise ValueError(f"`data` (a path) is needed for format={self.format!r}.")
+            raise ValueError(
+                f"`data` (a path) is needed for format={self.format!r}."
+            )
         if self.format == "folders" and not self.masks:
-            raise ValueError("format='folders' needs `masks` (the mask folder).")
+            raise ValueError(
+                "format='folders' needs `masks` (the mask folder)."
+            )
         for name in ("steps", "epochs", "depth", "filters", "synthetic_count"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < 1
+            ):
+                raise ValueError(
+                    f"`{name}` must be an integer >= 1. Received: {value!r}"
+                )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(
-                f"`val_fraction` must be in [0, 1). Received: {self.val_fraction}"
+                "`val_fraction` must be in [0, 1). "
+                f"Received: {self.val_fraction}"
             )
         if self.mixed_precision not in (None, "float16", "bfloat16"):
             raise ValueError(
@@ -470,7 +491,8 @@ class TrainConfig:
             )
         if self.distribute not in (None, "mirrored"):
             raise ValueError(
-                f"`distribute` must be None or 'mirrored'. Received: {self.distribute!r}"
+                "`distribute` must be None or 'mirrored'. "
+                f"Received: {self.distribute!r}"
             )
         recipe = self.recipe()
         if recipe.weights not in ("unet", "balanced", "none"):
@@ -485,7 +507,9 @@ class TrainConfig:
             )
         make_optimizer(recipe.optimizer, recipe.learning_rate, recipe.momentum)
         geometry.check_input_size(
-            self.input_size, self.depth, self.padding,
+            self.input_size,
+            self.depth,
+            self.padding,
             received=f"input_size={self.input_size}",
         )
         return recipe
@@ -505,7 +529,7 @@ class Prepared:
 
 
 def load_data(config: TrainConfig):
-    """Read the dataset named by `config` as a `keras_unet.datasets.ImageSet`."""
+    """Read the dataset named by `config` as a `datasets.ImageSet`."""
     from keras_unet import datasets
 
     if config.format == "synthetic":
@@ -517,7 +541,9 @@ def load_data(config: TrainConfig):
     if config.format == "ctc":
         return datasets.load_ctc(config.data)
     return datasets.load_folders(
-        config.data, config.masks, mask_suffix=config.mask_suffix,
+        config.data,
+        config.masks,
+        mask_suffix=config.mask_suffix,
         mask_type=config.mask_type,
     )
 
@@ -535,7 +561,9 @@ def prepare(imageset, recipe, cache_dir, w0=10.0, sigma=5.0) -> Prepared:
 
     n = len(imageset)
     if imageset.labels is None and imageset.instances is None:
-        raise ValueError(f"{imageset.description} has no annotations to train on.")
+        raise ValueError(
+            f"{imageset.description} has no annotations to train on."
+        )
     if imageset.instances is not None:
         kind, source = "instances", imageset.instances
     else:
@@ -656,6 +684,7 @@ class TrainResult:
     train_indices: list
     val_indices: list
     interrupted: bool = False
+    replicas: int = 1
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -685,8 +714,11 @@ def train(config: TrainConfig) -> TrainResult:
     cache_dir = config.cache_dir or str(out / "weight_cache")
     prepared = prepare(imageset, recipe, cache_dir, config.w0, config.sigma)
     train_idx, val_idx = split_validation(
-        len(prepared.images), config.val_fraction, config.seed,
-        prepared.names, config.val_names,
+        len(prepared.images),
+        config.val_fraction,
+        config.seed,
+        prepared.names,
+        config.val_names,
     )
 
     def pick(items, idx):
@@ -694,13 +726,21 @@ def train(config: TrainConfig) -> TrainResult:
 
     channels = {1 if im.ndim == 2 else im.shape[-1] for im in prepared.images}
     if len(channels) != 1:
-        raise ValueError(f"Images have different channel counts: {sorted(channels)}.")
+        raise ValueError(
+            f"Images have different channel counts: {sorted(channels)}."
+        )
     channels = channels.pop()
 
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    strategy = tf.distribute.MirroredStrategy() if config.distribute else None
+    strategy = None
+    if config.distribute:
+        # All local GPUs; without GPUs, all (logical) CPU devices.
+        devices = tf.config.list_logical_devices("GPU") or (
+            tf.config.list_logical_devices("CPU")
+        )
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
     replicas = strategy.num_replicas_in_sync if strategy else 1
     global_batch = recipe.batch_size * replicas
 
@@ -856,6 +896,7 @@ def train(config: TrainConfig) -> TrainResult:
         train_indices=train_idx,
         val_indices=val_idx,
         interrupted=interrupted,
+        replicas=replicas,
     )
 
 

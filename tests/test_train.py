@@ -1,0 +1,208 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_unet import train as T
+from keras_unet.model import build_unet
+
+
+def small_config(tmp_path, **kw):
+    """A run of seconds: 64 px synthetic cells, depth-2 net, 60 px tiles."""
+    base = dict(
+        format="synthetic",
+        synthetic_count=4,
+        synthetic_size=64,
+        depth=2,
+        filters=4,
+        input_size=60,
+        steps=3,
+        epochs=2,
+        batch_size=2,
+        output=str(tmp_path / "run"),
+        tensorboard=False,
+        verbose=0,
+        val_fraction=0.25,
+    )
+    base.update(kw)
+    return T.TrainConfig(**base)
+
+
+def log_rows(out):
+    with open(out / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_everything_and_models_load(tmp_path):
+    config = small_config(tmp_path, tensorboard=True)
+    result = T.train(config)
+    out = result.output
+    for name in ("best.keras", "last.keras", "state.json", "config.json",
+                 "log.csv", "training_curve.png"):
+        assert (out / name).is_file(), name
+    assert (out / "tensorboard").is_dir()
+    assert list((out / "weight_cache").glob("*.weights.npy"))
+    state = json.loads((out / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["steps_done"] == 6
+    assert state["samples_drawn"] == 12 and state["monitor"] == "val_loss"
+    rows = log_rows(out)
+    assert len(rows) == 2 and "val_loss" in rows[0] and "pixel_error" in rows[0]
+    model = keras.saving.load_model(out / "best.keras")  # no custom_objects
+    x = np.zeros((1, 60, 60, 1), np.float32)
+    assert model.predict(x, verbose=0).shape == (1, 20, 20, 2)
+    # the resolved config repeats the run
+    again = T.TrainConfig.from_json(out / "config.json", output="elsewhere")
+    assert again.output == "elsewhere" and again.filters == 4 and again.steps == 3
+    info = json.loads((out / "config.json").read_text())
+    assert info["recipe"]["optimizer"] == "adam" and info["class_of_interest"] == 1
+    assert len(info["train_names"]) == 3 and len(info["val_names"]) == 1
+
+
+def test_same_seed_same_first_steps(tmp_path):
+    a = T.train(small_config(tmp_path / "a", deterministic=True, epochs=1))
+    b = T.train(small_config(tmp_path / "b", deterministic=True, epochs=1))
+    c = T.train(small_config(tmp_path / "c", deterministic=True, epochs=1, seed=1))
+    assert a.history["loss"] == b.history["loss"]
+    assert a.history["loss"] != c.history["loss"]
+
+
+def test_refuses_to_overwrite_and_resumes(tmp_path):
+    config = small_config(tmp_path)
+    T.train(config)
+    with pytest.raises(FileExistsError, match="--resume"):
+        T.train(config)
+    before = (tmp_path / "run" / "best.keras").read_bytes()
+    assert before  # untouched by the refused run
+    result = T.train(small_config(tmp_path, epochs=3, resume=True))
+    state = json.loads((result.output / "state.json").read_text())
+    assert state["epochs_done"] == 3 and state["steps_done"] == 9
+    assert [int(r["epoch"]) for r in log_rows(result.output)] == [0, 1, 2]
+    assert int(result.model.optimizer.iterations.numpy()) == 9
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        T.train(small_config(tmp_path / "fresh", resume=True))
+
+
+def test_interrupt_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 4:
+                raise KeyboardInterrupt
+
+    real = T.training_callbacks
+    monkeypatch.setattr(T, "training_callbacks", lambda *a, **k: real(*a, **k) + [Stop()])
+    with pytest.raises(KeyboardInterrupt):
+        T.train(small_config(tmp_path, epochs=3))
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["interrupted"] and state["steps_done"] == 4
+    assert state["epochs_done"] == 1
+    monkeypatch.setattr(T, "training_callbacks", real)
+    result = T.train(small_config(tmp_path, epochs=3, resume=True))
+    state = json.loads((result.output / "state.json").read_text())
+    assert state["steps_done"] == 9 and state["epochs_done"] == 3
+    assert not state["interrupted"]
+
+
+def test_unwritable_output_and_bad_settings_fail_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="Cannot write"):
+        T.train(small_config(tmp_path, output=str(blocker / "run")))
+    for kw, match in [
+        (dict(format="nifti"), "format"),
+        (dict(format="isbi2012"), "data"),
+        (dict(input_size=62), "nearest valid sizes are 60 and 64"),
+        (dict(val_fraction=1.0), "val_fraction"),
+        (dict(preset="fast"), "preset"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(mixed_precision="int8"), "mixed_precision"),
+        (dict(steps=0), "steps"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            T.train(small_config(tmp_path, **kw))
+    assert not (tmp_path / "run" / "last.keras").exists()
+
+
+def test_bad_data_fails_before_training(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    from keras_unet.io import write_image
+
+    write_image(tmp_path / "img/a.png", np.zeros((64, 64), np.uint8))
+    write_image(tmp_path / "msk/a.png", np.zeros((64, 60), np.uint8))
+    with pytest.raises(ValueError, match="Mask .* is \\(64, 60\\)"):
+        T.train(small_config(tmp_path, format="folders", data=str(tmp_path / "img"),
+                             masks=str(tmp_path / "msk")))
+    assert not (tmp_path / "run" / "last.keras").exists()
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text('{"filterz": 3}')
+    with pytest.raises(ValueError, match="unknown setting"):
+        T.TrainConfig.from_json(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        T.TrainConfig.from_json(bad)
+
+
+@pytest.mark.parametrize("preset", sorted(T.PRESETS))
+def test_presets_compile(preset):
+    model = build_unet((None, None, 1), depth=2, filters=2)
+    recipe = T.compile_unet(model, preset)
+    opt = model.optimizer
+    assert opt.learning_rate.numpy() == pytest.approx(recipe.learning_rate)
+    if recipe.optimizer == "sgd":
+        assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.99
+    else:
+        assert isinstance(opt, keras.optimizers.Adam)
+    assert T.PRESETS["paper"].momentum == 0.99 and T.PRESETS["paper"].batch_size == 1
+
+
+@pytest.mark.parametrize("policy", ["bfloat16", "float16"])
+def test_mixed_precision(tmp_path, policy):
+    result = T.train(small_config(tmp_path, mixed_precision=policy, epochs=1))
+    assert np.isfinite(result.history["loss"]).all()
+    conv = result.model.get_layer("unet_down1_conv1")
+    assert conv.compute_dtype == policy
+    assert result.model.get_layer("unet_logits").compute_dtype == "float32"
+    if policy == "float16":
+        assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from keras_unet import train as T
+        config = T.TrainConfig(format="synthetic", synthetic_count=4,
+            synthetic_size=64, depth=2, filters=4, input_size=60, steps=2,
+            epochs=1, batch_size=2, output={str(tmp_path / "run")!r},
+            tensorboard=False, verbose=0, distribute="mirrored")
+        result = T.train(config)
+        import json
+        print(json.dumps({{"replicas": result.replicas,
+                          "loss": result.history["loss"],
+                          "batch": json.load(open({str(tmp_path / "run" / "state.json")!r}))["samples_drawn"]}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                         text=True, env=dict(os.environ), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert np.isfinite(result["loss"]).all()
+    assert result["replicas"] == 2
+    # 2 replicas x batch 2 per replica x 2 steps
+    assert result["batch"] == 8
