@@ -115,12 +115,14 @@ def warp(source, target, confidence) -> np.ndarray:
 
     The sequential visit is reproduced exactly with whole-array steps: a
     pixel's decision depends only on its 8 neighbours, so only the order
-    between *adjacent* disagreeing pixels matters. Each pixel gets a level
-    (the longest chain of adjacent disagreeing pixels that precede it in the
-    visit order); pixels of one level are pairwise non-adjacent and are
-    decided at once, level after level. A pass also skips pixels that
-    cannot flip: those whose neighbourhood has not changed since they were
-    last found non-simple and that no earlier flip in the pass can reach.
+    between *adjacent* disagreeing pixels matters. A pass decides, wave
+    after wave, every pixel whose earlier adjacent disagreeing pixels are
+    all decided (a topological sort of that order); pixels of one wave are
+    pairwise non-adjacent, so deciding them at once equals deciding them
+    one by one. A pass also skips the pixels that cannot flip: those whose
+    neighbourhood has not changed since they were last found non-simple and
+    that no earlier flip in the pass can reach. Each pass costs time in
+    proportion to the pixels it visits.
 
     Args:
         source: (H, W) bool, foreground = 1 (4-connected).
@@ -162,48 +164,55 @@ def warp(source, target, confidence) -> np.ndarray:
     offsets = np.array([dy * wp + dx for dy, dx in NEIGHBOUR_OFFSETS])
     # Flipping p changes bit (7 - k) of its neighbour p + offsets[k].
     update_bits = np.array([1 << (7 - k) for k in range(8)], np.uint8)
-    level = np.full(hp * wp, -1, np.int64)
     owner = np.zeros(hp * wp, np.int64)
+    member = np.zeros(hp * wp, bool)  # visited in the current pass
+    waiting = np.zeros(hp * wp, np.int64)  # earlier neighbours not done
 
     def unique(idx):  # distinct values of idx, in O(len(idx))
         pos = np.arange(idx.size)
         owner[idx] = pos
         return idx[owner[idx] == pos]
 
-    # Pixels that may be simple now: never visited, or a neighbour flipped
-    # since their last visit. A pass visits them and, in the order, every
-    # disagreeing pixel after an adjacent visited one (an earlier flip may
-    # have made it simple); no other pixel can flip.
+    def neighbours(pixels, later):  # disagreeing neighbours after/before
+        nb = pixels[:, None] + offsets
+        r = rank[pixels][:, None]
+        keep = disagree[nb] & ((rank[nb] > r) if later else (rank[nb] < r))
+        return nb, keep
+
+    # A pass visits the pixels that may be simple now (never visited, or a
+    # neighbour flipped since their last visit) and, by induction, every
+    # disagreeing pixel after an adjacent visited one in the order (an
+    # earlier flip may have made it simple). No other pixel can flip.
     dirty = pixels
     while dirty.size:
-        # level: the longest chain of adjacent visited pixels preceding a
-        # pixel in the visit order (Bellman-Ford from the dirty pixels).
-        level[dirty] = 0
-        frontier, visited = dirty, [dirty]
+        member[dirty] = True
+        frontier, visit = dirty, [dirty]
         while frontier.size:
-            nb = frontier[:, None] + offsets
-            after = disagree[nb] & (rank[nb] > rank[frontier][:, None])
-            succ = unique(nb[after])
-            nb = succ[:, None] + offsets
-            before = disagree[nb] & (rank[nb] < rank[succ][:, None])
-            new = np.where(before, level[nb], -1).max(axis=1) + 1
-            frontier = succ[new > level[succ]]
-            level[frontier] = new[new > level[succ]]
-            visited.append(frontier)
-        visited = unique(np.concatenate(visited))
-        lv = level[visited]
-        level[visited] = -1
-        by_level = np.argsort(lv, kind="stable")
-        starts = np.flatnonzero(np.diff(lv[by_level])) + 1
+            nb, keep = neighbours(frontier, later=True)
+            nb = nb[keep]
+            frontier = unique(nb[~member[nb]])
+            member[frontier] = True
+            visit.append(frontier)
+        visit = np.concatenate(visit)
+        # Decide the visited pixels in the order, a whole wave at a time:
+        # a pixel is decided once all its earlier visited neighbours are.
+        nb, keep = neighbours(visit, later=False)
+        waiting[visit] = (keep & member[nb]).sum(axis=1)
+        wave = visit[waiting[visit] == 0]
         flipped = []
-        for group in np.split(visited[by_level], starts):
-            group = group[SIMPLE_LUT[codes[group]]]
-            if group.size == 0:
-                continue
-            state[group] ^= 1
-            for off, bit in zip(offsets, update_bits):
-                codes[group + off] ^= bit
-            flipped.append(group)
+        while wave.size:
+            group = wave[SIMPLE_LUT[codes[wave]]]
+            if group.size:
+                state[group] ^= 1
+                for off, bit in zip(offsets, update_bits):
+                    codes[group + off] ^= bit
+                flipped.append(group)
+            nb, keep = neighbours(wave, later=True)
+            nb = nb[keep & member[nb]]
+            np.subtract.at(waiting, nb, 1)
+            nb = unique(nb)
+            wave = nb[waiting[nb] == 0]
+        member[visit] = False
         if not flipped:
             break
         flipped = np.concatenate(flipped)

@@ -13,13 +13,14 @@ numpy/scipy, and adds Keras metrics to watch during training:
 - `evaluate_folders`: a per-image and mean report (JSON and CSV) from a
   folder of probability maps and a folder of labels.
 - `ForegroundIoU`, `PixelError`: streaming `keras.metrics.Metric`s on the
-  logits of a U-Net, for ``model.compile(metrics=...)``.
+  logits of a U-Net, for ``model.compile(weighted_metrics=...)``.
 
 Conventions (the ISBI 2012 label files'): label 0 = membrane, non-zero =
 cell; ``membrane_prob`` is the membrane probability in [0, 1] (for a 2-class
 keras_unet model, ``softmax(logits)[..., 0]``). At threshold ``t`` a pixel is
-predicted membrane when ``membrane_prob > t``. Cells are 4-connected and
-membranes 8-connected, as in the challenge's Fiji code.
+predicted membrane when ``membrane_prob >= t`` (the challenge's Fiji code
+thresholds the cell map ``1 - membrane_prob``: cell where it is above
+``1 - t``). Cells are 4-connected and membranes 8-connected, as there.
 
 The numpy measures need no TensorFlow session; `keras` is imported so that
 the metric classes are registered whenever this module is imported (needed
@@ -224,7 +225,7 @@ def _check_threshold(threshold, name="threshold") -> float:
     ):
         raise ValueError(
             f"`{name}` must be a number in [0, 1] (a pixel is membrane when "
-            f"its probability is above it). Received: {name}={threshold!r}"
+            f"its probability is at least that). Received: {name}={threshold!r}"
         )
     return float(threshold)
 
@@ -351,7 +352,7 @@ def pixel_error(membrane_prob, label, threshold=0.5) -> float:
             membrane mask).
         label: (H, W) binary label, 0 = membrane, non-zero = cell.
         threshold: a pixel is predicted membrane when its probability is
-            above it.
+            at least this.
 
     Returns:
         ``1 - (correctly labelled pixels) / (all pixels)``.
@@ -380,7 +381,7 @@ def rand_error(
     """Foreground-restricted Rand error (1 - V_rand) at one threshold.
 
     Segments are the 4-connected cells: of the label (pixels != 0) and of
-    the prediction (pixels with ``membrane_prob <= threshold``). Pairs of
+    the prediction (pixels with ``membrane_prob < threshold``). Pairs of
     pixels are compared only inside ground-truth cells (ground-truth
     membrane is not scored). The F-score of the Rand split and merge scores
     is V_rand of Arganda-Carreras et al. (2015), with the normalization of
@@ -398,7 +399,7 @@ def rand_error(
         membrane_prob: (H, W) membrane probability in [0, 1].
         label: (H, W) binary label, 0 = membrane, non-zero = cell.
         threshold: a pixel is predicted membrane when its probability is
-            above it.
+            at least this.
         predicted_membrane: ``"singletons"`` or ``"nearest"``, see above.
 
     Returns:
@@ -450,24 +451,28 @@ def warping_error(membrane_prob, label, threshold=0.5, return_warped=False):
     As in the ISBI 2012 evaluation (Fiji's "Topology preserving warping
     error", ``trainableSegmentation.metrics.WarpingError``) the ground
     truth is the image that is warped, cells are 4-connected and membranes
-    8-connected, and pixels outside the image count as membrane. Fiji visits
-    disagreements strictly one by one; here pixels of nearly equal
-    confidence are flipped together in four interleaved sub-lattices (each
-    flip still topology-preserving), see ``keras_unet._topology.warp``.
-    Only pixels that disagree are ever flipped, so a thin boundary moved by
-    more than its width is counted, as in the reference.
+    8-connected, and pixels outside the image count as membrane. The
+    result equals Fiji's pixel for pixel, including its visit order (ties
+    in confidence, compared in float32, go in column-major scan order):
+    Fiji visits the disagreements one by one, this implementation decides
+    whole waves of non-adjacent pixels at once with the same outcome (see
+    ``keras_unet._topology.warp``; the tests check it against a
+    line-by-line port of Fiji's loop). Only pixels that disagree are ever
+    flipped, so a thin boundary moved by more than its width is counted,
+    and the greedy relaxation can leave a pixel or two at a junction of a
+    merely shifted boundary, as in the reference.
 
     Args:
         membrane_prob: (H, W) membrane probability in [0, 1].
         label: (H, W) binary label, 0 = membrane, non-zero = cell.
         threshold: a pixel is predicted membrane when its probability is
-            above it.
+            at least this.
         return_warped: also return the warped ground truth.
 
     Returns:
         The warping error (a float), or ``(error, warped_cells)`` where
         ``warped_cells`` is the warped ground-truth cell mask (H, W) bool;
-        ``warped_cells != (membrane_prob <= threshold)`` marks the
+        ``warped_cells != (membrane_prob < threshold)`` marks the
         topological errors.
 
     Example:
@@ -513,7 +518,7 @@ def isbi_scores(
     """Pixel, Rand and warping error of one image, as the ISBI 2012 scored.
 
     The membrane probability map is thresholded at each of `thresholds`
-    (membrane where the probability is above the threshold); each measure
+    (membrane where the probability is at least the threshold); each measure
     is computed at every threshold and its best (lowest) value is reported
     with the threshold that gave it, as the challenge did. Ties go to the
     threshold closest to 0.5.
@@ -924,7 +929,7 @@ def evaluate_folders(
             "channel": int(channel),
             "invert": bool(invert),
             "predicted_membrane": predicted_membrane,
-            "rule": "membrane where probability > threshold; label 0 = "
+            "rule": "membrane where probability >= threshold; label 0 = "
             "membrane; cells 4-connected, membranes 8-connected",
         },
         "images": images,
