@@ -158,18 +158,19 @@ def warp(source, target, confidence) -> np.ndarray:
     conf[1:-1, 1:-1] = np.asarray(confidence, dtype=np.float32)
     row, col = np.divmod(pixels, wp)
     order = np.lexsort((row, col, -conf.ravel()[pixels]))
-    rank = np.full(hp * wp, -1, np.int64)
-    rank[pixels[order]] = np.arange(pixels.size)
+    index = np.int32 if hp * wp < 2**31 else np.int64  # halves the memory
+    rank = np.full(hp * wp, -1, index)
+    rank[pixels[order]] = np.arange(pixels.size, dtype=index)
 
     offsets = np.array([dy * wp + dx for dy, dx in NEIGHBOUR_OFFSETS])
     # Flipping p changes bit (7 - k) of its neighbour p + offsets[k].
     update_bits = np.array([1 << (7 - k) for k in range(8)], np.uint8)
-    owner = np.zeros(hp * wp, np.int64)
+    owner = np.zeros(hp * wp, index)
     member = np.zeros(hp * wp, bool)  # visited in the current pass
-    waiting = np.zeros(hp * wp, np.int64)  # earlier neighbours not done
+    waiting = np.zeros(hp * wp, np.int8)  # earlier neighbours not done
 
     def unique(idx):  # distinct values of idx, in O(len(idx))
-        pos = np.arange(idx.size)
+        pos = np.arange(idx.size, dtype=index)
         owner[idx] = pos
         return idx[owner[idx] == pos]
 

@@ -393,7 +393,8 @@ def rand_error(
     membranes cost split score; with ``"nearest"`` each joins the
     predicted cell nearest to it (Euclidean distance), which scores the
     cell partition independently of the membrane width (like the
-    challenge's later "thinned" scores).
+    challenge's later "thinned" scores); without any predicted cell they
+    stay singletons.
 
     Args:
         membrane_prob: (H, W) membrane probability in [0, 1].

@@ -323,9 +323,9 @@ def test_warping_shifted_straight_boundary_is_free(shift):
 
 
 @pytest.mark.parametrize(
-    "width, shift", [(1, (0, 1)), (1, (1, 0)), (3, (1, 1)), (4, (0, 2)),
-                     (4, (2, 2))],
-)  # fmt: skip
+    "width, shift",
+    [(1, (0, 1)), (1, (1, 0)), (3, (1, 1)), (4, (0, 2)), (4, (2, 2))],
+)
 def test_warping_shifted_wavy_boundary_is_nearly_free(width, shift):
     # At a few junctions the greedy relaxation (Jain et al., Fiji) gets
     # stuck on a pixel or two: "0 or nearly so".
@@ -851,8 +851,9 @@ def test_evaluate_folders_channels_invert_and_8bit(tmp_path):
     softmax = np.stack([membrane, 1 - membrane], -1).astype(np.float32)
     write_image(probs / "a.tif", softmax)  # (H, W, 2), membrane first
     two = evaluate_folders(probs, labels, measures="pixel")
-    cell = evaluate_folders(probs, labels, measures="pixel", channel=1,
-                            invert=True)  # fmt: skip
+    cell = evaluate_folders(
+        probs, labels, measures="pixel", channel=1, invert=True
+    )
     want = isbi_scores(membrane, label, measures="pixel")["pixel_error"]
     assert two["mean"]["pixel_error"] == pytest.approx(want)
     assert cell["mean"]["pixel_error"] == pytest.approx(want)
