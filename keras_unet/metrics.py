@@ -83,7 +83,7 @@ _PROB_TOLERANCE = 1e-5
 # ---------------------------------------------------------------------------
 
 
-def _squeeze_channel(a, name):
+def _squeeze_channel(a):
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     return a
@@ -91,7 +91,7 @@ def _squeeze_channel(a, name):
 
 def _membrane_map(membrane_prob, name="membrane_prob") -> np.ndarray:
     """Validate a membrane probability map; return float64 (H, W) in [0, 1]."""
-    a = _squeeze_channel(np.asarray(membrane_prob), name)
+    a = _squeeze_channel(np.asarray(membrane_prob))
     if a.ndim != 2:
         hint = ""
         if a.ndim == 3:
@@ -160,7 +160,7 @@ def _binary_label(label, name="label") -> np.ndarray:
                 "label (0 = membrane, non-zero = cell). "
                 f"Received: shape={a.shape}"
             )
-    a = _squeeze_channel(a, name)
+    a = _squeeze_channel(a)
     if a.ndim != 2:
         raise ValueError(
             f"`{name}` must be a 2D (height, width) label image (0 = "
@@ -325,8 +325,8 @@ def _predicted_segments(membrane, predicted_membrane):
     seg, n = _cells(~membrane)
     if predicted_membrane == "nearest" and n > 0 and membrane.any():
         # every membrane pixel joins the cell of its nearest cell pixel
-        _, (iy, ix) = ndimage.distance_transform_edt(
-            membrane, return_indices=True
+        iy, ix = ndimage.distance_transform_edt(
+            membrane, return_distances=False, return_indices=True
         )
         seg = seg[iy, ix]
     return seg, n
@@ -796,6 +796,15 @@ def _csv_text(rows, keys):
     return buf.getvalue()
 
 
+def _nanmean_rows(rows):
+    """Mean over images of per-threshold values, skipping NaN (no cells)."""
+    a = np.asarray(rows, np.float64)
+    valid = ~np.isnan(a)
+    n = valid.sum(axis=0)
+    total = np.where(valid, a, 0.0).sum(axis=0)
+    return [float(x) for x in np.where(n > 0, total / np.maximum(n, 1), np.nan)]
+
+
 def _isnan(x):
     return isinstance(x, float) and math.isnan(x)
 
@@ -820,6 +829,7 @@ def evaluate_folders(
     channel=0,
     invert=False,
     predicted_membrane="singletons",
+    on_image=None,
 ) -> dict:
     """Score a folder of membrane probability maps against a folder of labels.
 
@@ -848,6 +858,8 @@ def evaluate_folders(
             probability.
         invert: the maps hold the *cell* probability (use ``1 - map``).
         predicted_membrane: passed to `isbi_scores`.
+        on_image: optional callable ``on_image(index, total, row)`` called
+            after each image with its report row (e.g. to print progress).
 
     Returns:
         The report as a dict: ``settings``, ``images`` (one dict per image
@@ -903,22 +915,18 @@ def evaluate_folders(
                 f"{prob_path.name} / {label_path.name}: {e}"
             ) from e
         scores = _isbi_scores(prob, cells, ts, measures, predicted_membrane)
-        images.append(
-            {
-                "name": stem,
-                "prob_file": prob_path.name,
-                "label_file": label_path.name,
-                **scores,
-            }
-        )
+        row = {
+            "name": stem,
+            "prob_file": prob_path.name,
+            "label_file": label_path.name,
+            **scores,
+        }
+        images.append(row)
         curves.append(scores["curves"])
+        if on_image is not None:
+            on_image(len(images) - 1, len(maps), row)
 
-    mean_curves = {
-        k: np.nanmean([c[k] for c in curves], axis=0).tolist()
-        if not all(np.all(np.isnan(c[k])) for c in curves)
-        else [math.nan] * len(ts)
-        for k in curves[0]
-    }
+    mean_curves = {k: _nanmean_rows([c[k] for c in curves]) for k in curves[0]}
     mean = {"name": "mean", "n_images": len(images)}
     mean.update(_summarize(mean_curves, ts))
     report = {

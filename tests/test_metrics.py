@@ -841,6 +841,30 @@ def test_evaluate_folders_report(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name[0] == "."]
 
 
+def test_evaluate_folders_label_without_cells(tmp_path):
+    probs, labels, expected = _folders(tmp_path, n=2)
+    write_image(labels / "09.png", np.zeros((48, 48), np.uint8))
+    write_image(probs / "09.tif", np.ones((48, 48), np.float32))
+    seen = []
+    report = evaluate_folders(
+        probs, labels, tmp_path / "out", on_image=lambda *a: seen.append(a)
+    )
+    assert [(i, n, row["name"]) for i, n, row in seen] == [
+        (0, 3, "00"),
+        (1, 3, "01"),
+        (2, 3, "09"),
+    ]
+    assert np.isnan(report["images"][2]["rand_error"])
+    assert report["images"][2]["pixel_error"] == 0.0
+    # the mean Rand curve skips the image without cells
+    curve = np.mean([e["curves"]["rand_error"] for e in expected.values()], 0)
+    np.testing.assert_allclose(report["mean"]["curves"]["rand_error"], curve)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["images"][2]["rand_error"] is None  # NaN -> null
+    row = (tmp_path / "out" / "metrics.csv").read_text().splitlines()[3]
+    assert row.startswith("09,0,") and ",," in row
+
+
 def test_evaluate_folders_channels_invert_and_8bit(tmp_path):
     probs, labels = tmp_path / "p", tmp_path / "l"
     probs.mkdir()
