@@ -33,6 +33,12 @@ _EXPORTS = {
     "elastic_deform": "keras_unet.augment",
     "make_training_dataset": "keras_unet.data",
     "make_validation_dataset": "keras_unet.data",
+    "isbi_scores": "keras_unet.metrics",
+    "seg_iou": "keras_unet.metrics",
+    "evaluate_folders": "keras_unet.metrics",
+    "ForegroundIoU": "keras_unet.metrics",
+    "PixelError": "keras_unet.metrics",
+    "load_model": "keras_unet.model",
 }
 _SUBMODULES = (
     "augment",
@@ -43,6 +49,7 @@ _SUBMODULES = (
     "geometry",
     "io",
     "losses",
+    "metrics",
     "model",
     "train",
     "weights",

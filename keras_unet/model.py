@@ -9,7 +9,7 @@ import keras
 
 from keras_unet import geometry
 
-__all__ = ["UNetSpec", "build_unet", "he_normal", "inspect_unet"]
+__all__ = ["UNetSpec", "build_unet", "he_normal", "inspect_unet", "load_model"]
 
 
 def he_normal(seed=None):
@@ -373,3 +373,33 @@ def inspect_unet(model, depth=None, padding=None) -> UNetSpec:
             "Pass the right `depth=` and `padding=`."
         )
     return spec
+
+
+def load_model(path, compile=True):
+    """Load a ``.keras`` U-Net saved by keras_unet (e.g. ``best.keras``).
+
+    Imports `keras_unet.losses` and `keras_unet.metrics` first, so that the
+    registered loss and metrics of a compiled model are found (plain
+    ``keras.saving.load_model`` works too once they are imported). The
+    network itself uses only built-in Keras layers: with ``compile=False``
+    any Keras 3 installation loads it, without keras_unet.
+
+    Args:
+        path: the ``.keras`` file.
+        compile: restore the optimizer, loss and metrics (needed to resume
+            training; not for prediction).
+    """
+    import pathlib
+
+    from keras_unet import losses, metrics  # noqa: F401 - registration
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such model file: {path}")
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"{path} is not a .keras file. keras_unet saves models with "
+            "model.save('name.keras'); for a SavedModel use "
+            "tf.saved_model.load."
+        )
+    return keras.saving.load_model(path, compile=compile)

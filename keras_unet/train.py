@@ -136,7 +136,11 @@ def compile_unet(
             recipe.optimizer, recipe.learning_rate, recipe.momentum
         ),
         loss=losses.WeightedCrossentropy(),
-        metrics=[unet_metrics.PixelError(), unet_metrics.ForegroundIoU()]
+        # weighted_metrics: Keras passes sample_weight (weight 0 = ignore)
+        weighted_metrics=[
+            unet_metrics.PixelError(),
+            unet_metrics.ForegroundIoU(),
+        ]
         if metrics
         else None,
         jit_compile=jit_compile,
@@ -702,7 +706,7 @@ def train(config: TrainConfig) -> TrainResult:
     import tensorflow as tf
 
     from keras_unet import data as unet_data
-    from keras_unet.model import build_unet
+    from keras_unet.model import build_unet, load_model
 
     recipe = config.check()
     out = _check_output(config.output, config.resume)
@@ -800,7 +804,7 @@ def train(config: TrainConfig) -> TrainResult:
         scope = strategy.scope() if strategy else _nullcontext()
         with scope:
             if config.resume:
-                model = keras.saving.load_model(out / "last.keras")
+                model = load_model(out / "last.keras")
             else:
                 model = build_unet(
                     (None, None, channels),
@@ -880,6 +884,12 @@ def train(config: TrainConfig) -> TrainResult:
     except KeyboardInterrupt:
         interrupted = True
         saved = checkpoint.save_last(interrupted=True)
+        for callback in callbacks:  # close the CSV and TensorBoard writers
+            if isinstance(
+                callback,
+                keras.callbacks.CSVLogger | keras.callbacks.TensorBoard,
+            ):
+                callback.on_train_end()
         print(
             f"\nInterrupted: saved {checkpoint.last_path} after "
             f"{saved['steps_done']} steps; continue with --resume."

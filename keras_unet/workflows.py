@@ -58,17 +58,9 @@ def load_run_info(model_path):
 
 
 def _load_model(model_path):
-    import keras
+    from keras_unet.model import load_model
 
-    path = pathlib.Path(model_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such model file: {path}")
-    if path.suffix != ".keras":
-        raise ValueError(
-            f"{path} is not a .keras model file (keras-unet train writes "
-            "best.keras and last.keras)."
-        )
-    return keras.saving.load_model(path)
+    return load_model(model_path, compile=False)
 
 
 def _read(path):
@@ -320,9 +312,7 @@ def run_demo(
     result = train.train(config)
     model = result.model
     if (out / "best.keras").is_file():
-        import keras
-
-        model = keras.saving.load_model(out / "best.keras")
+        model = _load_model(out / "best.keras")
     pred_dir = out / "predictions"
     from keras_unet import figures
 

@@ -43,8 +43,14 @@ def test_train_writes_everything_and_models_load(tmp_path):
     config = small_config(tmp_path, tensorboard=True)
     result = T.train(config)
     out = result.output
-    for name in ("best.keras", "last.keras", "state.json", "config.json",
-                 "log.csv", "training_curve.png"):
+    for name in (
+        "best.keras",
+        "last.keras",
+        "state.json",
+        "config.json",
+        "log.csv",
+        "training_curve.png",
+    ):
         assert (out / name).is_file(), name
     assert (out / "tensorboard").is_dir()
     assert list((out / "weight_cache").glob("*.weights.npy"))
@@ -58,16 +64,22 @@ def test_train_writes_everything_and_models_load(tmp_path):
     assert model.predict(x, verbose=0).shape == (1, 20, 20, 2)
     # the resolved config repeats the run
     again = T.TrainConfig.from_json(out / "config.json", output="elsewhere")
-    assert again.output == "elsewhere" and again.filters == 4 and again.steps == 3
+    assert (
+        again.output == "elsewhere" and again.filters == 4 and again.steps == 3
+    )
     info = json.loads((out / "config.json").read_text())
-    assert info["recipe"]["optimizer"] == "adam" and info["class_of_interest"] == 1
+    assert (
+        info["recipe"]["optimizer"] == "adam" and info["class_of_interest"] == 1
+    )
     assert len(info["train_names"]) == 3 and len(info["val_names"]) == 1
 
 
 def test_same_seed_same_first_steps(tmp_path):
     a = T.train(small_config(tmp_path / "a", deterministic=True, epochs=1))
     b = T.train(small_config(tmp_path / "b", deterministic=True, epochs=1))
-    c = T.train(small_config(tmp_path / "c", deterministic=True, epochs=1, seed=1))
+    c = T.train(
+        small_config(tmp_path / "c", deterministic=True, epochs=1, seed=1)
+    )
     assert a.history["loss"] == b.history["loss"]
     assert a.history["loss"] != c.history["loss"]
 
@@ -95,7 +107,9 @@ def test_interrupt_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
 
     real = T.training_callbacks
-    monkeypatch.setattr(T, "training_callbacks", lambda *a, **k: real(*a, **k) + [Stop()])
+    monkeypatch.setattr(
+        T, "training_callbacks", lambda *a, **k: real(*a, **k) + [Stop()]
+    )
     with pytest.raises(KeyboardInterrupt):
         T.train(small_config(tmp_path, epochs=3))
     state = json.loads((tmp_path / "run" / "state.json").read_text())
@@ -136,8 +150,14 @@ def test_bad_data_fails_before_training(tmp_path):
     write_image(tmp_path / "img/a.png", np.zeros((64, 64), np.uint8))
     write_image(tmp_path / "msk/a.png", np.zeros((64, 60), np.uint8))
     with pytest.raises(ValueError, match="Mask .* is \\(64, 60\\)"):
-        T.train(small_config(tmp_path, format="folders", data=str(tmp_path / "img"),
-                             masks=str(tmp_path / "msk")))
+        T.train(
+            small_config(
+                tmp_path,
+                format="folders",
+                data=str(tmp_path / "img"),
+                masks=str(tmp_path / "msk"),
+            )
+        )
     assert not (tmp_path / "run" / "last.keras").exists()
 
 
@@ -161,7 +181,10 @@ def test_presets_compile(preset):
         assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.99
     else:
         assert isinstance(opt, keras.optimizers.Adam)
-    assert T.PRESETS["paper"].momentum == 0.99 and T.PRESETS["paper"].batch_size == 1
+    assert (
+        T.PRESETS["paper"].momentum == 0.99
+        and T.PRESETS["paper"].batch_size == 1
+    )
 
 
 @pytest.mark.parametrize("policy", ["bfloat16", "float16"])
@@ -172,7 +195,9 @@ def test_mixed_precision(tmp_path, policy):
     assert conv.compute_dtype == policy
     assert result.model.get_layer("unet_logits").compute_dtype == "float32"
     if policy == "float16":
-        assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(
+            result.model.optimizer, keras.optimizers.LossScaleOptimizer
+        )
     assert keras.config.dtype_policy().name == "float32"  # restored
 
 
@@ -193,13 +218,19 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
             tensorboard=False, verbose=0, distribute="mirrored")
         result = T.train(config)
         import json
+        state = json.load(open({str(tmp_path / "run" / "state.json")!r}))
         print(json.dumps({{"replicas": result.replicas,
                           "loss": result.history["loss"],
-                          "batch": json.load(open({str(tmp_path / "run" / "state.json")!r}))["samples_drawn"]}}))
+                          "batch": state["samples_drawn"]}}))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True,
-                         text=True, env=dict(os.environ), timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert np.isfinite(result["loss"]).all()
