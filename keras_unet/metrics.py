@@ -56,6 +56,7 @@ __all__ = [
     "PixelError",
     "evaluate_folders",
     "isbi_scores",
+    "mean_isbi_scores",
     "pixel_error",
     "rand_error",
     "seg_iou",
@@ -599,6 +600,31 @@ def _isbi_scores(prob, cells, ts, measures, predicted_membrane):
     return _summarize(curves, ts)
 
 
+def mean_isbi_scores(scores):
+    """Combine per-image `isbi_scores` results as the challenge scored a stack.
+
+    The per-threshold curves are averaged over the images, and each measure
+    takes its best value on the mean curve: one threshold for the whole
+    set.
+
+    Args:
+        scores: a list of dicts returned by `isbi_scores` (same thresholds).
+
+    Returns:
+        A dict of the same form as `isbi_scores` returns.
+    """
+    scores = list(scores)
+    if not scores:
+        raise ValueError("`scores` is empty: nothing to average.")
+    ts = np.asarray(scores[0]["thresholds"], dtype=float)
+    for s in scores[1:]:
+        if not np.array_equal(np.asarray(s["thresholds"], dtype=float), ts):
+            raise ValueError("All scores must use the same thresholds.")
+    curves = [s["curves"] for s in scores]
+    mean_curves = {k: _nanmean_rows([c[k] for c in curves]) for k in curves[0]}
+    return _summarize(mean_curves, ts)
+
+
 def _summarize(curves, ts):
     result = {}
     for name in ("pixel_error", "rand_error", "warping_error"):
@@ -926,9 +952,8 @@ def evaluate_folders(
         if on_image is not None:
             on_image(len(images) - 1, len(maps), row)
 
-    mean_curves = {k: _nanmean_rows([c[k] for c in curves]) for k in curves[0]}
     mean = {"name": "mean", "n_images": len(images)}
-    mean.update(_summarize(mean_curves, ts))
+    mean.update(mean_isbi_scores(images))
     report = {
         "settings": {
             "prob_dir": str(prob_dir),
