@@ -138,8 +138,8 @@ def mirror_indices(n: int, before: int, after: int, mode: str = "reflect"):
     [0, 1, 2, 1, 0, 1, 2, 1, 0]
     """
     _check_mode(mode)
-    for name, value, low in (("n", n, 1), ("before", before, 0)):
-        _check_int(value, name, low)
+    _check_int(n, "n", 1)
+    _check_int(before, "before", 0)
     _check_int(after, "after", 0)
     i = np.arange(-before, n + after, dtype=np.int64)
     if mode == "reflect":
@@ -156,9 +156,11 @@ def mirror_indices(n: int, before: int, after: int, mode: str = "reflect"):
 def mirror_pad(image, pad, mode: str = "reflect", axes=(0, 1)) -> np.ndarray:
     """Pad the two spatial axes of an array by mirroring, by any amount.
 
-    Unlike ``numpy.pad(mode="reflect")``, the padding may exceed the image
-    size (the image is mirrored repeatedly), so images smaller than the
-    network's context margin can be segmented.
+    The padding may exceed the image size (the image is mirrored again, as
+    ``numpy.pad`` does), so images smaller than the network's context margin
+    can be segmented. The index arithmetic (`mirror_indices`) is the one the
+    exported TensorFlow graph uses (``tf.pad`` cannot mirror by more than the
+    image size).
 
     Args:
         image: array with at least two axes.
@@ -228,9 +230,7 @@ class TileLayout:
     @property
     def padded_shape(self) -> tuple[int, int]:
         """Shape of the padded image the tiles are cut from."""
-        return tuple(
-            n + a + b for n, (a, b) in zip(self.image_shape, self.pad)
-        )
+        return tuple(n + a + b for n, (a, b) in zip(self.image_shape, self.pad))
 
     @property
     def output_tile_shape(self) -> tuple[int, int]:
@@ -318,8 +318,8 @@ def _axis_plan(n, tile, margin, step, name="tile_size"):
             raise ValueError(
                 f"A tile of {tile} px gives {out} output px, fewer than the "
                 f"{step} px offset step, so it cannot tile a {n} px image "
-                f"seamlessly; use tiles of at least {2 * margin + step + out % step}"
-                f" px. Received: {name}={tile}"
+                f"seamlessly; use tiles of at least "
+                f"{2 * margin + step + out % step} px. Received: {name}={tile}"
             )
         count = 1 + -(-(n - out) // stride)
     padded = (count - 1) * stride + tile
@@ -351,16 +351,7 @@ def tile_layout(image_shape, tile_size, margin: int, step: int) -> TileLayout:
     >>> layout.counts, layout.strides, layout.pad
     ((3, 2), (384, 384), ((92, 248), (92, 164)))
     """
-    try:
-        hw = tuple(image_shape)[:2]
-    except TypeError:
-        hw = ()
-    if len(hw) != 2:
-        raise ValueError(
-            f"`image_shape` must be (height, width). "
-            f"Received: image_shape={image_shape!r}"
-        )
-    h, w = (_check_int(v, "image_shape", 1) for v in hw)
+    h, w = _image_hw(image_shape)
     th, tw = _pair(tile_size, "tile_size")
     margin = _check_int(margin, "margin", 0)
     step = _check_int(step, "step", 1)
@@ -777,7 +768,8 @@ def _check_tile_size(geo, tile_size):
                 f"This model only accepts {geo.fixed[0]}x{geo.fixed[1]} inputs "
                 "and could not be rebuilt with free input sizes; pass "
                 f"tile_size={geo.fixed} or None, or build the model with "
-                f"input_shape=(None, None, C). Received: tile_size={tile_size!r}"
+                "input_shape=(None, None, C). "
+                f"Received: tile_size={tile_size!r}"
             )
         return th, tw
     for n in (th, tw):
@@ -1340,4 +1332,3 @@ def predict_tiled_batch(
         model, [stack], tile_size, batch_size, tta, memory_budget, mirror,
         from_logits, verbose, depth, padding,
     )[0]  # fmt: skip
-
