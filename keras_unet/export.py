@@ -118,25 +118,30 @@ def _make_predict_fn(tf, model, geo, tile_max, batch_size, names, mirror,
         rows = _tf_mirror_indices(tf, h, m, bottom, mirror)
         cols = _tf_mirror_indices(tf, w, m, right, mirror)
         padded = tf.gather(tf.gather(x, rows, axis=0), cols, axis=1)
-        # Cut the tiles: (ch, th) row indices and (cw, tw) column indices.
-        r_idx = (tf.range(ch) * sh)[:, None] + tf.range(th)[None, :]
-        c_idx = (tf.range(cw) * sw)[:, None] + tf.range(tw)[None, :]
-        tiles = tf.gather(tf.gather(padded, r_idx, axis=0), c_idx, axis=2)
-        tiles = tf.transpose(tiles, [0, 2, 1, 3, 4])
         n = ch * cw
-        tiles = tf.reshape(tiles, [n, th, tw, channels])
-        # Batches of equal size (the last one padded with zeros).
+        # Batches of equal size; the slots past the last tile repeat it.
         calls = (n + batch_size - 1) // batch_size
         per_call = (n + calls - 1) // calls
-        tiles = tf.pad(tiles, [[0, calls * per_call - n], [0, 0], [0, 0],
-                               [0, 0]])  # fmt: skip
-        tiles = tf.reshape(tiles, [calls, per_call, th, tw, channels])
+
+        def run_call(k):
+            # Cut this call's tiles only (all tiles at once would hold the
+            # image about (tile / stride)**2 times in memory).
+            ids = tf.minimum(k * per_call + tf.range(per_call), n - 1)
+            r_idx = (ids // cw * sh)[:, None] + tf.range(th)[None, :]
+            c_idx = (ids % cw * sw)[:, None] + tf.range(tw)[None, :]
+            tiles = tf.gather(padded, r_idx, axis=0)  # (b, th, Pw, C)
+            tiles = tf.gather(tiles, c_idx, axis=2, batch_dims=1)
+            tiles = tf.ensure_shape(tiles, [None, None, None, channels])
+            return tf.cast(model(tiles, training=False), tf.float32)
+
+        # parallel_iterations=1: one batch of tiles in memory at a time.
         out = tf.map_fn(
-            lambda batch: tf.cast(model(batch, training=False), tf.float32),
-            tiles,
+            run_call,
+            tf.range(calls),
             fn_output_signature=tf.TensorSpec(
                 [None, None, None, classes], tf.float32
             ),
+            parallel_iterations=1,
         )
         out = tf.reshape(out, [calls * per_call, -1, tf.shape(out)[3],
                                classes])[:n]  # fmt: skip
@@ -244,6 +249,7 @@ def _make_serving_fn(tf, predict_one, geo, dtype):
         out = tf.map_fn(
             predict_one,
             x,
+            parallel_iterations=1,
             fn_output_signature=tf.TensorSpec(
                 [None, None, classes], tf.float32
             ),

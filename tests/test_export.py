@@ -162,14 +162,18 @@ RGB_TTA = ["rot90", "flip_lr", "transpose"]
 
 @pytest.fixture(scope="module")
 def rgb(tmp_path_factory):
-    """A 3-channel, 3-class model exported with TTA, float32 by default."""
-    model = build_unet((None, None, 3), num_classes=3, depth=2, filters=2,
+    """A 3-channel, 3-class depth-3 model exported with TTA, float32 input.
+
+    Depth 3 (unlike depth 2) has output tiles that are not multiples of the
+    offset step, so the in-graph tile alignment is put to the test.
+    """
+    model = build_unet((None, None, 3), num_classes=3, depth=3, filters=2,
                        seed=1)  # fmt: skip
     path = export_saved_model(
         model,
         tmp_path_factory.mktemp("rgb") / "1",
         tta=RGB_TTA,
-        tile_size=(60, 76),
+        tile_size=(108, 124),
         batch_size=3,
         input_dtype="float32",
         mirror="symmetric",
@@ -266,3 +270,16 @@ def test_export_argument_errors(model, tmp_path):
     with pytest.raises(FileExistsError, match="not a directory"):
         export_saved_model(model, tmp_path / "file")
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_fixed_size_model_exports_for_any_size(tmp_path):
+    # build_unet() makes fixed-size models (572x572 by default); the export
+    # re-wires them to free sizes, as predict_tiled does.
+    fixed = build_unet((92, 92, 1), depth=2, filters=2, seed=4)
+    path = export_saved_model(fixed, tmp_path / "fixed", input_dtype="float32")
+    image = np.random.default_rng(4).random((130, 201), dtype=np.float32)
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    got = fn(image=tf.constant(image))["probabilities"].numpy()
+    np.testing.assert_allclose(
+        got, predict_tiled(fixed, image, tile_size=92), atol=1e-5, rtol=0
+    )
