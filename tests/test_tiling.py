@@ -271,6 +271,23 @@ def test_fixed_size_model_is_rewired_with_shared_weights():
     )
 
 
+def test_model_that_cannot_be_rewired_uses_its_own_size(monkeypatch):
+    import keras_unet.tiling as tiling
+
+    fixed = build_unet((92, 92, 1), depth=2, filters=2, seed=8)
+    monkeypatch.setattr(tiling, "_flexible_model", lambda model: None)
+    image = rng_image((130, 75), seed=6)
+    assert choose_tile_size(fixed, image.shape) == (92, 92)
+    got = predict_tiled(fixed, image)
+    free = build_unet((None, None, 1), depth=2, filters=2)
+    free.set_weights(fixed.get_weights())
+    np.testing.assert_allclose(
+        got, untiled_reference(free, image, 2), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="only accepts 92x92"):
+        predict_tiled(fixed, image, tile_size=(108, 92))
+
+
 def test_same_padded_model_keeps_context_around_tiles():
     model = build_unet((None, None, 1), depth=2, filters=2, padding="same")
     image = rng_image((150, 90), seed=2)
