@@ -1,0 +1,493 @@
+import keras
+import numpy as np
+import pytest
+from scipy.special import expit, softmax
+
+from keras_unet import geometry
+from keras_unet.model import build_unet
+from keras_unet.tiling import (
+    TTA_TRANSFORMS,
+    choose_tile_size,
+    default_memory_budget,
+    dihedral_transform,
+    estimate_tile_memory,
+    mirror_indices,
+    mirror_pad,
+    predict_tiled,
+    predict_tiled_batch,
+    resolve_tta,
+    tile_iterator,
+    tile_layout,
+)
+
+# ----------------------------------------------------------------- helpers
+
+
+def np_mirror_pad(a, before, after, axis, mode):
+    """Independent reference: numpy.pad (numpy >= 1.17 mirrors repeatedly
+    when the padding exceeds the axis, and repeats a 1-pixel axis)."""
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (before, after)
+    return np.pad(a, widths, mode=mode)
+
+
+def untiled_reference(model, image, depth, mode="reflect", activation=True):
+    """One pass of the model over the whole mirror-padded image.
+
+    Pads by the margin at the top/left and by the margin plus the rounding to
+    a valid size at the bottom/right, calls the model once (not through
+    predict_on_batch), crops to the image, applies soft-max/sigmoid.
+    """
+    if image.ndim == 2:
+        image = image[..., None]
+    h, w = image.shape[:2]
+    m = geometry.margin(depth)
+    ph = geometry.input_size_for_output(h, depth)
+    pw = geometry.input_size_for_output(w, depth)
+    x = np_mirror_pad(image, m, ph - h - m, 0, mode)
+    x = np_mirror_pad(x, m, pw - w - m, 1, mode)
+    assert x.shape[:2] == (ph, pw)
+    logits = np.asarray(model(x[None].astype(np.float32), training=False))[0]
+    logits = logits[:h, :w].astype(np.float64)
+    if not activation:
+        return logits
+    if logits.shape[-1] == 1:
+        return expit(logits)
+    return softmax(logits, axis=-1)
+
+
+_MODELS = {}
+
+
+def small_unet(depth, filters=2, channels=1, classes=2, input_hw=(None, None)):
+    key = (depth, filters, channels, classes, input_hw)
+    if key not in _MODELS:
+        _MODELS[key] = build_unet(
+            (*input_hw, channels),
+            num_classes=classes,
+            depth=depth,
+            filters=filters,
+            seed=depth * 100 + channels * 10 + classes,
+        )
+    return _MODELS[key]
+
+
+def rng_image(shape, seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+# --------------------------------------------------------------- mirroring
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+def test_mirror_indices_match_numpy_pad_for_small_pads(mode):
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(2, 30))
+        limit = n - 1 if mode == "reflect" else n
+        b, a = (int(v) for v in rng.integers(0, limit + 1, size=2))
+        x = rng.random(n)
+        want = np.pad(x, (b, a), mode=mode)
+        np.testing.assert_array_equal(x[mirror_indices(n, b, a, mode)], want)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 17])
+def test_mirror_pad_repeats_mirroring_past_the_image(mode, n):
+    rng = np.random.default_rng(n)
+    image = rng.random((n, n + 2, 2))
+    for top, bottom, left, right in [(92, 7, 40, 200), (3 * n + 1, 0, 0, 5)]:
+        got = mirror_pad(image, ((top, bottom), (left, right)), mode)
+        want = np_mirror_pad(image, top, bottom, 0, mode)
+        want = np_mirror_pad(want, left, right, 1, mode)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_mirror_pad_modes_differ_at_the_edge():
+    x = np.array([[1.0, 2.0, 3.0]])
+    assert mirror_pad(x, ((0, 0), (2, 0)), "reflect")[0, :2].tolist() == [3, 2]
+    assert mirror_pad(x, ((0, 0), (2, 0)), "symmetric")[0, :2].tolist() == [
+        2,
+        1,
+    ]
+    with pytest.raises(ValueError, match="mirror"):
+        mirror_pad(x, ((1, 1), (1, 1)), "wrap")
+
+
+# ------------------------------------------------------------ tile iterator
+
+
+def _check_layout(shape, tile, margin, step):
+    layout = tile_layout(shape, tile, margin, step)
+    h, w = shape
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    cover = np.zeros((h, w), np.int32)
+    ph, pw = layout.padded_shape
+    assert layout.pad[0][0] == margin and layout.pad[1][0] == margin
+    oh, ow = th - 2 * margin, tw - 2 * margin
+    tiles = list(tile_iterator(shape, tile, margin, step))
+    assert len(tiles) == len(layout) == layout.counts[0] * layout.counts[1]
+    for t in tiles:
+        (rs, cs), (rc, cc), (rd, cd) = t.source, t.crop, t.destination
+        # Source tiles have the tile size and lie inside the padded image.
+        assert (rs.stop - rs.start, cs.stop - cs.start) == (th, tw)
+        assert 0 <= rs.start and rs.stop <= ph
+        assert 0 <= cs.start and cs.stop <= pw
+        # Offsets are multiples of the step.
+        assert rs.start % step == 0 and cs.start % step == 0
+        # The kept part lies in the tile's output and matches the
+        # destination; output pixel y comes from padded pixel y + margin,
+        # i.e. from tile-output pixel y - source start.
+        assert 0 <= rc.start < rc.stop <= oh and 0 <= cc.start < cc.stop <= ow
+        assert rd.stop - rd.start == rc.stop - rc.start
+        assert cd.stop - cd.start == cc.stop - cc.start
+        assert rd.start - rs.start == rc.start
+        assert cd.start - cs.start == cc.start
+        cover[rd, cd] += 1
+    # The destination tiles cover the output exactly once.
+    assert (cover == 1).all()
+    return layout
+
+
+def test_tile_iterator_random_shapes():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        depth = int(rng.integers(1, 5))
+        padding = "valid" if rng.random() < 0.8 else "same"
+        margin = geometry.margin(depth, padding)
+        step = 2**depth
+        n_min = geometry.min_input_size(depth, padding)
+        # Any valid tile that can tile (output >= step + overlap).
+        tile = [
+            n_min + step * int(rng.integers(1, 30)) for _ in range(2)
+        ]  # fmt: skip
+        shape = tuple(int(v) for v in rng.integers(1, 1500, size=2))
+        _check_layout(shape, tuple(tile), margin, step)
+
+
+def test_tile_layout_paper_numbers():
+    layout = tile_layout((2048, 2048), 572, margin=92, step=16)
+    # 388 output px per tile; offsets must be multiples of 16: stride 384.
+    assert layout.strides == (384, 384) and layout.counts == (6, 6)
+    assert layout.padded_shape == (5 * 384 + 572,) * 2
+    one = tile_layout((388, 1), 572, margin=92, step=16)
+    assert one.counts == (1, 1) and one.pad == ((92, 92), (92, 479))
+
+
+def test_tile_layout_errors():
+    with pytest.raises(ValueError, match="no output"):
+        tile_layout((100, 100), 184, margin=92, step=16)
+    # 188 gives 4 output px: fine for a 4 px image, not for a larger one.
+    assert len(tile_layout((4, 4), 188, margin=92, step=16)) == 1
+    with pytest.raises(ValueError, match="at least 204"):
+        tile_layout((5, 4), 188, margin=92, step=16)
+    with pytest.raises(ValueError, match="image_shape"):
+        tile_layout((0, 5), 572, margin=92, step=16)
+    with pytest.raises(TypeError, match="tile_size"):
+        tile_layout((10, 5), "572", margin=92, step=16)
+
+
+# --------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize(
+    "depth, shape, tile",
+    [
+        (2, (300, 517), (92, 108)),  # many tiles, odd sizes
+        (2, (300, 517), None),  # automatic tile size: one tile
+        (2, (7, 3), None),  # smaller than the 20 px margin
+        (2, (1, 1), None),  # one pixel
+        (3, (300, 517), (196, 164)),
+        (3, (13, 45), 172),
+        (4, (230, 190), 284),  # 3x2 tiles of a depth-4 net (92 px margin)
+        (4, (50, 30), None),
+        (4, (1, 2), None),
+    ],
+)
+def test_tiled_equals_untiled_pass(depth, shape, tile):
+    model = small_unet(depth)
+    image = rng_image(shape, seed=depth)
+    got = predict_tiled(model, image, tile_size=tile)
+    want = untiled_reference(model, image, depth)
+    assert got.shape == (*shape, 2) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+def test_tiled_equals_untiled_multichannel_multiclass(mode):
+    model = small_unet(2, filters=3, channels=3, classes=3)
+    image = (rng_image((61, 83, 3), seed=3) * 255).astype(np.uint8)
+    got = predict_tiled(model, image, tile_size=60, batch_size=4, mirror=mode)
+    want = untiled_reference(model, image / np.float32(255), 2, mode)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_one_class_model_gives_sigmoid():
+    model = small_unet(2, classes=1)
+    image = rng_image((40, 57))
+    got = predict_tiled(model, image, tile_size=60)
+    assert got.shape == (40, 57, 1)
+    np.testing.assert_allclose(
+        got, untiled_reference(model, image, 2), atol=1e-5, rtol=0
+    )
+
+
+def test_from_logits_false_returns_raw_outputs():
+    model = small_unet(2)
+    image = rng_image((40, 57))
+    got = predict_tiled(model, image, tile_size=60, from_logits=False)
+    want = untiled_reference(model, image, 2, activation=False)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+
+
+def test_small_memory_budget_tiles_and_stays_exact():
+    model = small_unet(3)
+    image = rng_image((300, 517), seed=11)
+    budget = 0.2 * 2**20
+    tile = choose_tile_size(model, image.shape, memory_budget=budget)
+    assert max(tile) < 300  # several tiles
+    got = predict_tiled(model, image, memory_budget=budget, batch_size=3)
+    np.testing.assert_allclose(
+        got, untiled_reference(model, image, 3), atol=1e-5, rtol=0
+    )
+
+
+def test_fixed_size_model_is_rewired_with_shared_weights():
+    fixed = small_unet(2, input_hw=(92, 92))
+    free = build_unet((None, None, 1), depth=2, filters=2)
+    free.set_weights(fixed.get_weights())
+    image = rng_image((130, 75), seed=5)
+    got = predict_tiled(fixed, image, tile_size=(108, 92))
+    np.testing.assert_allclose(
+        got, untiled_reference(free, image, 2), atol=1e-5, rtol=0
+    )
+    # Weights are shared, not copied: a change shows up at once.
+    fixed.set_weights([w * 0.5 for w in fixed.get_weights()])
+    free.set_weights(fixed.get_weights())
+    got = predict_tiled(fixed, image, tile_size=(108, 92))
+    np.testing.assert_allclose(
+        got, untiled_reference(free, image, 2), atol=1e-5, rtol=0
+    )
+
+
+def test_model_that_cannot_be_rewired_uses_its_own_size(monkeypatch):
+    import keras_unet.tiling as tiling
+
+    fixed = build_unet((92, 92, 1), depth=2, filters=2, seed=8)
+    monkeypatch.setattr(tiling, "_flexible_model", lambda model: None)
+    image = rng_image((130, 75), seed=6)
+    assert choose_tile_size(fixed, image.shape) == (92, 92)
+    got = predict_tiled(fixed, image)
+    free = build_unet((None, None, 1), depth=2, filters=2)
+    free.set_weights(fixed.get_weights())
+    np.testing.assert_allclose(
+        got, untiled_reference(free, image, 2), atol=1e-5, rtol=0
+    )
+    with pytest.raises(ValueError, match="only accepts 92x92"):
+        predict_tiled(fixed, image, tile_size=(108, 92))
+
+
+def test_same_padded_model_keeps_context_around_tiles():
+    model = build_unet((None, None, 1), depth=2, filters=2, padding="same")
+    image = rng_image((150, 90), seed=2)
+    c = 6 * 2**2  # context kept around every tile of a same-padded net
+    # One pass over the image mirror-padded by c (to multiples of 4).
+    x = np_mirror_pad(image[..., None], c, c + 2, 0, "reflect")
+    x = np_mirror_pad(x, c, c + 2, 1, "reflect")
+    ref = np.asarray(model(x[None], training=False))[0, c : c + 150, c : c + 90]
+    ref = softmax(ref.astype(np.float64), axis=-1)
+    for tile in [None, 64, (56, 72)]:  # one tile; 16 px output tiles; mixed
+        got = predict_tiled(model, image, tile_size=tile)
+        assert got.shape == (150, 90, 2)
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="nearest valid sizes are 52 and 56"):
+        predict_tiled(model, image, tile_size=54)
+
+
+# -------------------------------------------------------------------- TTA
+
+
+def test_dihedral_transforms_match_numpy():
+    a = np.arange(12).reshape(3, 4)
+    want = {
+        "identity": a,
+        "rot90": np.rot90(a, 1),
+        "rot180": np.rot90(a, 2),
+        "rot270": np.rot90(a, 3),
+        "flip_lr": np.fliplr(a),
+        "flip_ud": np.flipud(a),
+        "transpose": a.T,
+        "anti_transpose": np.rot90(a, 2).T,
+    }
+    assert set(want) == set(TTA_TRANSFORMS)
+    seen = set()
+    for name, w in want.items():
+        t = dihedral_transform(a, name)
+        np.testing.assert_array_equal(t, w)
+        np.testing.assert_array_equal(
+            dihedral_transform(t, name, inverse=True), a
+        )
+        seen.add(t.tobytes() + bytes(t.shape))
+    assert len(seen) == 8  # the 8 group elements are distinct
+    batch = np.stack([a, a + 1])[..., None]
+    np.testing.assert_array_equal(
+        dihedral_transform(batch, "rot90", axes=(1, 2))[1, ..., 0],
+        np.rot90(a + 1),
+    )
+
+
+def test_resolve_tta():
+    assert resolve_tta(None) == ("identity",)
+    assert len(resolve_tta(True)) == 8 and set(resolve_tta("d4")) == set(
+        TTA_TRANSFORMS
+    )
+    assert resolve_tta("rot90") == ("rot90",)
+    with pytest.raises(ValueError, match="Unknown test-time transform 'rot45'"):
+        resolve_tta(["rot90", "rot45"])
+    with pytest.raises(ValueError, match="twice"):
+        resolve_tta(["rot90", "rot90"])
+    with pytest.raises(ValueError, match="non-empty"):
+        resolve_tta([])
+
+
+def test_tta_averages_probabilities_of_transformed_images():
+    model = small_unet(2)
+    image = rng_image((45, 70), seed=9)  # not square: quarter turns swap axes
+    names = ["identity", "rot90", "flip_lr", "anti_transpose"]
+    got = predict_tiled(model, image, tile_size=(60, 76), tta=names)
+    forward = {
+        "identity": (lambda x: x, lambda p: p),
+        "rot90": (lambda x: np.rot90(x), lambda p: np.rot90(p, -1)),
+        "flip_lr": (np.fliplr, np.fliplr),
+        "anti_transpose": (
+            lambda x: np.rot90(x, 2).T,
+            lambda p: np.rot90(np.transpose(p, (1, 0, 2)), 2),
+        ),
+    }
+    want = np.mean(
+        [
+            back(untiled_reference(model, fwd(image).copy(), 2))
+            for fwd, back in forward.values()
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    full = predict_tiled(model, image, tta=True)
+    assert full.shape == (45, 70, 2)
+    assert not np.allclose(full, got, atol=1e-4)  # the transforms matter
+
+
+# ------------------------------------------------------------ stack/list
+
+
+def test_batch_variant_matches_single_images():
+    model = small_unet(2)
+    stack = (rng_image((3, 50, 41), seed=4) * 65535).astype(np.uint16)
+    got = predict_tiled_batch(model, stack, tile_size=60, batch_size=5)
+    assert got.shape == (3, 50, 41, 2)
+    for i in range(3):
+        want = untiled_reference(model, stack[i] / np.float32(65535), 2)
+        np.testing.assert_allclose(got[i], want, atol=1e-5, rtol=0)
+    images = [rng_image((20, 30), 1), rng_image((33, 8, 1), 2), stack[0]]
+    listed = predict_tiled_batch(model, images, tta="flips")
+    assert [p.shape for p in listed] == [(20, 30, 2), (33, 8, 2), (50, 41, 2)]
+    np.testing.assert_allclose(
+        listed[1],
+        predict_tiled(model, images[1], tta="flips"),
+        atol=1e-6,
+    )
+
+
+# --------------------------------------------------------------- memory
+
+
+def test_memory_estimate_matches_counted_activations():
+    model = small_unet(2, filters=4)
+    # Independent count: a model returning every layer output, run for real.
+    probe = keras.Model(model.input, [layer.output for layer in model.layers])
+    for hw in [(140, 204), (300, 92)]:
+        outs = probe.predict_on_batch(np.zeros((1, *hw, 1), np.float32))
+        count = sum(o.size for o in outs)  # includes the input layer
+        assert estimate_tile_memory(model, hw) == 4 * count
+
+
+def test_choose_tile_size_follows_budget_and_image():
+    model = small_unet(3)  # margin 44, valid sizes 92 + 8k
+    # Ample memory: one tile just covering the image.
+    assert choose_tile_size(model, (300, 517), 2**34) == (388, 612)
+    sizes = [
+        choose_tile_size(model, (2000, 2000), b)[0]
+        for b in (2**20, 2**22, 2**24, 2**26)
+    ]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    for size, budget in zip(sizes, (2**20, 2**22, 2**24, 2**26)):
+        assert geometry.is_valid_input_size(size, 3)
+        layout = tile_layout((2000, 2000), size, 44, 8)
+        # No smaller valid tile needs the same number of tiles...
+        smaller = size - 8
+        if smaller - 88 >= 8 + 4:
+            assert len(tile_layout((2000, 2000), smaller, 44, 8)) > len(layout)
+        # ... and the budget-sized tile needed no fewer tiles.
+        assert estimate_tile_memory(model, size) <= budget or size == 108
+    # A user tile size is an upper bound, shrunk to what the image needs.
+    assert choose_tile_size(model, (50, 2000), 2**30, tile_size=300) == (
+        140,
+        292,
+    )
+    assert 0 < default_memory_budget() <= 2 * 2**30
+
+
+# -------------------------------------------------------------- bad input
+
+
+def test_bad_input_errors():
+    model = small_unet(2)
+    image = rng_image((40, 50))
+    with pytest.raises(ValueError, match=r"expects images with 1 channel.*3"):
+        predict_tiled(model, np.zeros((40, 50, 3), np.uint8))
+    rgb = small_unet(2, channels=3)
+    with pytest.raises(ValueError, match=r"expects images with 3 channel.*2-D"):
+        predict_tiled(rgb, image)
+    bad = image.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        predict_tiled(model, bad)
+    bad[3, 4] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        predict_tiled_batch(model, bad[None])
+    with pytest.raises(ValueError, match="empty"):
+        predict_tiled(model, np.zeros((0, 5), np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        predict_tiled_batch(model, [])
+    with pytest.raises(ValueError, match="nearest valid sizes are 92 and 96"):
+        predict_tiled(model, image, tile_size=94)
+    with pytest.raises(ValueError, match="smallest valid size is 44"):
+        predict_tiled(model, image, tile_size=(20, 44))
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, C\)"):
+        predict_tiled(model, np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="use predict_tiled_batch"):
+        predict_tiled(model, np.zeros((2, 40, 50, 1), np.float32))
+    with pytest.raises(ValueError, match="use predict_tiled_batch"):
+        predict_tiled(model, np.zeros((2, 40, 50), np.float32))
+    with pytest.raises(ValueError, match="use predict_tiled\\b"):
+        predict_tiled_batch(model, image)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_tiled(model, image, batch_size=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        predict_tiled(model, image, memory_budget=-1)
+    with pytest.raises(ValueError, match="verbose"):
+        predict_tiled(model, image, verbose=2)
+    with pytest.raises(ValueError, match="Unknown test-time transform"):
+        predict_tiled(model, image, tta="rot45")
+    with pytest.raises(TypeError, match="keras.Model"):
+        predict_tiled(lambda x: x, image)
+
+
+def test_progress_bar(capsys):
+    model = small_unet(2)
+    image = rng_image((200, 200))
+    predict_tiled(model, image, tile_size=60, batch_size=2, verbose=True)
+    assert "batch" in capsys.readouterr().out
+    predict_tiled(model, image, tile_size=60, batch_size=2, verbose=False)
+    assert capsys.readouterr().out == ""
