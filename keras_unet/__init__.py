@@ -39,20 +39,29 @@ _EXPORTS = {
     "ForegroundIoU": "keras_unet.metrics",
     "PixelError": "keras_unet.metrics",
     "load_model": "keras_unet.model",
+    "predict_tiled": "keras_unet.tiling",
+    "predict_tiled_batch": "keras_unet.tiling",
+    "export_saved_model": "keras_unet.export",
+    "TrainConfig": "keras_unet.train",
+    "train": "keras_unet.train",
+    "compile_unet": "keras_unet.train",
 }
 _SUBMODULES = (
     "augment",
     "cli",
     "data",
     "datasets",
+    "export",
     "figures",
     "geometry",
     "io",
     "losses",
     "metrics",
     "model",
+    "tiling",
     "train",
     "weights",
+    "workflows",
 )
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

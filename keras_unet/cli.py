@@ -38,7 +38,9 @@ def _quiet_tensorflow():
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing logs too
         except BaseException:
             os.dup2(saved, 2)
             log.seek(0)

@@ -315,10 +315,10 @@ def write_training_curve(csv_path, png_path):
         for k, v in log.items()
         if k not in losses and k not in ("epoch", "learning_rate")
     }
-    panels = [figures.line_plot(losses, "loss", "epoch", "", log_y=True)]
+    panels = [figures.line_plot(losses, "", "epoch", "", log_y=True)]
     titles = ["loss"]
     if others:
-        panels.append(figures.line_plot(others, "metrics", "epoch", ""))
+        panels.append(figures.line_plot(others, "", "epoch", ""))
         titles.append("metrics")
     return figures.save_panels(png_path, panels, titles)
 
@@ -853,6 +853,7 @@ def train(config: TrainConfig) -> TrainResult:
                 steps_per_epoch=config.steps - within,
                 callbacks=callbacks,
                 verbose=config.verbose,
+                shuffle=False,  # the stream is shuffled by itself
             )
             _merge(history, h.history)
             initial_epoch += 1
@@ -879,6 +880,7 @@ def train(config: TrainConfig) -> TrainResult:
                 steps_per_epoch=config.steps,
                 callbacks=callbacks,
                 verbose=config.verbose,
+                shuffle=False,  # the stream is shuffled by itself
             )
             _merge(history, h.history)
     except KeyboardInterrupt:

@@ -210,8 +210,8 @@ def evaluate_predictions(
 class DemoSettings:
     """Size of the demo run (the defaults take a few minutes on 2 cores)."""
 
-    steps: int = 60
-    epochs: int = 8
+    steps: int = 100
+    epochs: int = 15
     filters: int = 16
     depth: int = 3
     input_size: int = 188
@@ -238,6 +238,7 @@ def run_demo(
     """
     from keras_unet import datasets, metrics, train
     from keras_unet.tiling import predict_tiled
+    from keras_unet.weights import separate_instances
 
     s = settings or DemoSettings()
     if quick:
@@ -267,7 +268,8 @@ def run_demo(
                 "name": f"heldout_{i}",
                 "image": im,
                 "instances": ins,
-                "membrane_label": (ins > 0).astype(np.uint8),
+                # ISBI-style: cells 1; background and separation lines 0
+                "membrane_label": separate_instances(ins).astype(np.uint8),
             }
             for i, (im, ins) in enumerate(zip(images, instances))
         ]
