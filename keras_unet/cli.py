@@ -533,7 +533,7 @@ def build_parser():
         description="Segment an image or a folder of images of any size with "
         "the overlap-tile strategy. Writes OUTPUT/<stem>.tif (float32 "
         "probability of the class of interest: the membrane for ISBI 2012 "
-        "models, else the cells) and OUTPUT/<stem>_overlay.png.",
+        "models, else the cells) and OUTPUT/overlays/<stem>.png.",
     )
     p.add_argument("--model", required=True, help="a .keras model file")
     p.add_argument("--input", required=True, help="an image file or folder")

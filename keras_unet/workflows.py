@@ -85,7 +85,7 @@ def predict_files(
     For each input image ``<stem>.<ext>`` this writes ``<stem>.tif``, the
     float32 probability of the class of interest (for ISBI 2012 models:
     the membrane, class 0; otherwise the cells, class 1), and
-    ``<stem>_overlay.png`` (the image with that class above 0.5 in red).
+    ``overlays/<stem>.png`` (the image with that class above 0.5 in red).
     ``predictions.json`` records the model and the class, so that
     `evaluate_predictions` knows what the maps mean. Files are written
     atomically.
@@ -148,7 +148,7 @@ def predict_files(
         written.append(path)
         if overlays:
             write_image(
-                out / f"{pathlib.Path(f).stem}_overlay.png",
+                out / "overlays" / f"{pathlib.Path(f).stem}.png",
                 figures.overlay(image, prob > 0.5),
             )
         if verbose:
@@ -359,7 +359,7 @@ def run_demo(
             ]
             titles = ["held-out slice", "true membrane", "predicted membrane"]
         figures.save_panels(
-            pred_dir / f"{item['name']}_overlay.png",
+            pred_dir / "overlays" / f"{item['name']}.png",
             panels,
             titles,
             ncols=len(panels),

@@ -67,3 +67,293 @@ def test_bad_option_value_exits_2():
     with pytest.raises(SystemExit) as e:
         cli.main(["summary", "--depth", "0"])
     assert e.value.code == 2
+
+
+# ---------------------------------------------------------------------------
+# The end-to-end commands on small data
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from keras_unet.io import read_image, write_image  # noqa: E402
+
+SMALL = [
+    "--depth",
+    "2",
+    "--filters",
+    "4",
+    "--input-size",
+    "60",
+    "--steps",
+    "2",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--quiet",
+    "--no-tensorboard",
+]
+
+
+def _folders(tmp_path, n=3, size=(64, 72)):
+    from keras_unet.datasets import synthetic_cells
+    from keras_unet.weights import separate_instances
+
+    images, instances = synthetic_cells(n, size=size, seed=3)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for i, (im, ins) in enumerate(zip(images, instances)):
+        write_image(tmp_path / f"img/c{i}.png", im)
+        write_image(
+            tmp_path / f"msk/c{i}.png",
+            separate_instances(ins).astype(np.uint8) * 255,
+        )
+    return tmp_path / "img", tmp_path / "msk"
+
+
+def test_train_predict_evaluate_export(tmp_path, capsys):
+    img, msk = _folders(tmp_path)
+    run = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(img),
+                "--format",
+                "folders",
+                "--masks",
+                str(msk),
+                "--output",
+                str(run),
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    assert (run / "best.keras").is_file() and (run / "config.json").is_file()
+    # a second run into the same folder is refused, nothing overwritten
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(img),
+                "--format",
+                "folders",
+                "--masks",
+                str(msk),
+                "--output",
+                str(run),
+                *SMALL,
+            ]
+        )
+        == 2
+    )
+    assert "already holds a training run" in capsys.readouterr().err
+    # repeat from the resolved config, into another folder
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                str(run / "config.json"),
+                "--output",
+                str(tmp_path / "run2"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+
+    pred = tmp_path / "pred"
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(run / "best.keras"),
+                "--input",
+                str(img),
+                "--output",
+                str(pred),
+            ]
+        )
+        == 0
+    )
+    for i in range(3):
+        prob = read_image(pred / f"c{i}.tif")
+        assert prob.dtype == np.float32 and prob.shape == (64, 72)
+        assert 0 <= prob.min() and prob.max() <= 1
+        assert read_image(pred / "overlays" / f"c{i}.png").shape == (64, 72, 3)
+    record = json.loads((pred / "predictions.json").read_text())
+    assert (
+        record["class_of_interest"] == 1 and record["meaning"] == "foreground"
+    )
+
+    report_dir = tmp_path / "report"
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--predictions",
+                str(pred),
+                "--labels",
+                str(msk),
+                "--output",
+                str(report_dir),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((report_dir / "metrics.json").read_text())
+    assert len(report["images"]) == 3
+    assert 0 <= report["mean"]["pixel_error"] <= 1
+    assert (report_dir / "metrics.csv").is_file()
+
+    export = tmp_path / "serving" / "1"
+    assert (
+        cli.main(
+            [
+                "export",
+                "--model",
+                str(run / "best.keras"),
+                "--output",
+                str(export),
+            ]
+        )
+        == 0
+    )
+    assert (export / "saved_model.pb").is_file()
+    assert (
+        cli.main(
+            [
+                "export",
+                "--model",
+                str(run / "best.keras"),
+                "--output",
+                str(export),
+            ]
+        )
+        == 2
+    )  # refuses to overwrite
+
+
+def test_predict_with_tta_single_file(tmp_path):
+    img, msk = _folders(tmp_path, n=2)
+    run = tmp_path / "run"
+    cli.main(
+        [
+            "train",
+            "--data",
+            str(img),
+            "--format",
+            "folders",
+            "--masks",
+            str(msk),
+            "--output",
+            str(run),
+            *SMALL,
+        ]
+    )
+    out = tmp_path / "p"
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(run / "last.keras"),
+                "--input",
+                str(img / "c0.png"),
+                "--output",
+                str(out),
+                "--tta",
+                "--no-overlay",
+                "--class",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "c0.tif",
+        "predictions.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train", "--data", "/nonexistent/isbi"], "not a folder"),
+        (["train", "--format", "folders", "--data", "/tmp"], "masks"),
+        (["train", "--input-size", "570"], "556 and 572"),
+        (
+            [
+                "predict",
+                "--model",
+                "/nonexistent.keras",
+                "--input",
+                ".",
+                "--output",
+                "o",
+            ],
+            "No such model file",
+        ),
+        (["evaluate", "--predictions", "/nonexistent", "--labels", "/x"], ""),
+        (["train", "--config", "/nonexistent.json"], "No such config file"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(argv, match, capsys, tmp_path):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-unet: error:") and match in err
+    assert "Traceback" not in err
+
+
+def test_every_option_is_explained():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {
+        "summary",
+        "demo",
+        "train",
+        "predict",
+        "evaluate",
+        "export",
+    }
+    for name, p in sub.choices.items():
+        assert p.description, name
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings}"
+
+
+def test_demo_quick_console_script(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_unet.cli",
+            "demo",
+            "--quick",
+            "--output",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Held-out images" in out.stdout and "seg_iou" in out.stdout
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert set(report["mean"]) == {
+        "pixel_error",
+        "rand_error",
+        "warping_error",
+        "seg_iou",
+    }
+    assert (
+        tmp_path / "demo" / "predictions" / "heldout_0_overlay.png"
+    ).is_file()
+    assert "E0000" not in out.stderr and "UserWarning" not in out.stderr
