@@ -354,6 +354,6 @@ def test_demo_quick_console_script(tmp_path):
         "seg_iou",
     }
     assert (
-        tmp_path / "demo" / "predictions" / "heldout_0_overlay.png"
+        tmp_path / "demo" / "predictions" / "overlays" / "heldout_0.png"
     ).is_file()
     assert "E0000" not in out.stderr and "UserWarning" not in out.stderr
