@@ -43,7 +43,6 @@ _EXPORTS = {
     "predict_tiled_batch": "keras_unet.tiling",
     "export_saved_model": "keras_unet.export",
     "TrainConfig": "keras_unet.train",
-    "train": "keras_unet.train",
     "compile_unet": "keras_unet.train",
 }
 _SUBMODULES = (

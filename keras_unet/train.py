@@ -414,6 +414,7 @@ class TrainConfig:
     steps: int = 100
     epochs: int = 10
     early_stopping: int | None = None
+    time_limit: float | None = None
     seed: int = 0
     # execution
     output: str = "runs/unet"
@@ -691,7 +692,27 @@ class TrainResult:
     replicas: int = 1
 
 
-def train(config: TrainConfig) -> TrainResult:
+def _make_time_limit(seconds):
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        """Stop training after `seconds` of wall time (checked every step)."""
+
+        def __init__(self):
+            super().__init__()
+            self.start = None
+
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.perf_counter() - self.start > seconds:
+                self.model.stop_training = True
+
+    return TimeLimit()
+
+
+def train(config: TrainConfig, callbacks=None) -> TrainResult:
     """Train a U-Net end to end, as ``keras-unet train`` does.
 
     Writes to ``config.output``: ``best.keras`` and ``last.keras`` (atomic),
@@ -701,6 +722,10 @@ def train(config: TrainConfig) -> TrainResult:
     reported before training starts. Ctrl-C saves ``last.keras`` and
     ``state.json`` and re-raises KeyboardInterrupt; ``resume=True``
     continues from them with the optimizer state and the exact data stream.
+
+    Args:
+        config: the settings.
+        callbacks: extra Keras callbacks, appended to the standard ones.
     """
     import keras
     import tensorflow as tf
@@ -827,6 +852,7 @@ def train(config: TrainConfig) -> TrainResult:
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
+    extra_callbacks = callbacks
     monitor = "val_loss" if val_ds is not None else "loss"
     callbacks = training_callbacks(
         out,
@@ -836,6 +862,9 @@ def train(config: TrainConfig) -> TrainResult:
         batch_size=global_batch,
         append_log=config.resume,
     )
+    if config.time_limit:
+        callbacks.append(_make_time_limit(float(config.time_limit)))
+    callbacks += list(extra_callbacks or [])
     checkpoint = callbacks[0]
     checkpoint.restore(state)
     steps_done = int(state.get("steps_done", 0))
