@@ -184,7 +184,8 @@ def main():
                 print(
                     f"{recipe:6s} seed {seed}: {run['steps']} steps "
                     f"({run['steps_per_s']:.2f}/s, "
-                    f"{run['achieved_gflops']:.0f} GFLOP/s) | rand {s['plain']['rand_error']:.4f} "
+                    f"{run['achieved_gflops']:.0f} GFLOP/s) | "
+                    f"rand {s['plain']['rand_error']:.4f} "
                     f"pixel {s['plain']['pixel_error']:.4f} "
                     f"warping {s['plain']['warping_error']:.6f} | with TTA: "
                     f"rand {s['tta']['rand_error']:.4f} "
