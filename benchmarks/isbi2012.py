@@ -46,35 +46,6 @@ PAPER = {
 }
 
 
-def model_flops(model, size):
-    """Multiply-adds x 2 of one forward pass on a size x size tile."""
-    import keras
-
-    from keras_unet import geometry
-    from keras_unet.model import inspect_unet
-
-    spec = inspect_unet(model)
-    trace = dict(geometry.size_trace(size, spec.depth, spec.padding))
-    flops = 0
-    for layer in model.layers:
-        if not isinstance(
-            layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose
-        ):
-            continue
-        role = layer.name.split("_", 1)[1]  # e.g. down1_conv1, up2_upconv
-        kh, kw = layer.kernel_size
-        cin = layer.kernel.shape[-1 if "upconv" in role else -2]
-        cout = layer.filters
-        if role == "logits":
-            n = trace["up1_conv2"]
-        elif "upconv" in role:
-            n = trace[role] // 2  # every input pixel paints a 2x2 block
-        else:
-            n = trace[role]
-        flops += 2 * kh * kw * cin * cout * n * n
-    return flops
-
-
 def machine():
     cpu = "unknown"
     try:
@@ -97,6 +68,7 @@ def run_one(recipe, seed, args, workdir):
     from keras_unet import train as T
     from keras_unet.datasets import load_isbi2012
     from keras_unet.metrics import isbi_scores, mean_isbi_scores
+    from keras_unet.model import unet_flops
     from keras_unet.tiling import predict_tiled
 
     names = [f"{i:02d}" for i in range(20, 24)]
@@ -140,7 +112,7 @@ def run_one(recipe, seed, args, workdir):
                 "warping_error_threshold",
             )
         }
-    flops = 3 * model_flops(result.model, args.input_size)  # fwd + bwd
+    flops = 3 * unet_flops(result.model, args.input_size)  # fwd + bwd
     return {
         "recipe": recipe,
         "seed": seed,

@@ -327,3 +327,20 @@ def test_inspect_unet():
 def test_bad_arguments_raise_clear_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         build_unet(**kwargs)
+
+
+def test_unet_flops_match_layer_output_shapes():
+    from keras_unet.model import unet_flops
+
+    model = build_unet((76, 76, 3), num_classes=4, depth=2, filters=4)
+    expected = 0
+    for layer in model.layers:  # independent: from Keras' own shapes
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            _, h, w, cin = layer.input.shape
+            expected += 2 * 4 * cin * layer.filters * h * w
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            expected += 2 * kh * kw * layer.input.shape[-1] * cout * h * w
+    assert unet_flops(model, 76) == expected
+    assert round(unet_flops(build_unet(), 572) / 1e9) == 301
