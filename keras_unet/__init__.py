@@ -8,7 +8,8 @@ Example:
 
 >>> import keras_unet
 >>> model = keras_unet.build_unet()            # the paper's network
->>> keras_unet.geometry.output_size(572)       # 388
+>>> keras_unet.geometry.output_size(572)
+388
 """
 
 from __future__ import annotations

@@ -309,11 +309,10 @@ def elastic_field(seed, shape, grid=3, sigma=10.0):
     Returns:
         float32 tensor ``(height, width, 2)``: (row, column) displacements.
 
-    Example:
-
-    >>> field = elastic_field(0, (572, 572))
-    >>> field.shape
-    TensorShape([572, 572, 2])
+    Examples:
+        >>> field = elastic_field(0, (572, 572))
+        >>> field.shape
+        TensorShape([572, 572, 2])
     """
     return interpolate_grid(elastic_grid_values(seed, grid, sigma), shape)
 
@@ -352,8 +351,8 @@ def random_transform(seed, config, image_shape, input_shape, output_shape):
         seed: stateless seed.
         config: `AugmentConfig`.
         image_shape: ``(H, W)`` of the source image (may be tensors).
-        input_shape, output_shape: static ``(h, w)`` of the input and
-            output tiles.
+        input_shape: static ``(h, w)`` of the input tile.
+        output_shape: static ``(h, w)`` of the output tile.
 
     Returns:
         A dict of tensors: ``origin`` int32 (2,), the top-left corner of the
@@ -587,9 +586,11 @@ def warp_tile(
 
     Args:
         image: (H, W, C) float32.
-        labels: (H, W) int32. weights: (H, W) float32.
+        labels: (H, W) int32.
+        weights: (H, W) float32.
         params: dict from `random_transform`.
-        input_shape, output_shape: static ``(h, w)`` tile shapes.
+        input_shape: static ``(h, w)`` of the input tile.
+        output_shape: static ``(h, w)`` of the output tile.
         interpolation: of the image; labels and weights use nearest.
         mask_mirrored: weight 0 where the label comes from outside the image.
         gray: optional gray-value parameters from `random_gray`, applied to
@@ -648,8 +649,8 @@ def augment_tile(
         weights: (H, W) float32 weights.
         seed: stateless seed.
         config: `AugmentConfig` or None (no augmentation).
-        input_shape, output_shape: ``(h, w)`` of the network's input and
-            output tiles (static Python ints).
+        input_shape: ``(h, w)`` of the network's input tile (static ints).
+        output_shape: ``(h, w)`` of its output tile (static ints).
         mask_mirrored: give weight 0 to label pixels whose source lies
             outside the image (mirrored context).
         warp_fn: optional replacement for `warp_tile`, e.g. its XLA-compiled
@@ -747,16 +748,16 @@ def elastic_deform(
         labels: optional (H, W) integer labels.
         weights: optional (H, W) weight map.
         seed: stateless seed.
-        grid, sigma: control points per axis and their displacement std (px).
+        grid: control points per axis (the paper: 3).
+        sigma: standard deviation of their displacements in px (10).
         interpolation: for the image: "bilinear", "bicubic" or "nearest".
 
     Returns:
         The deformed image, or a tuple ``(image, labels[, weights])``.
 
-    Example:
-
-    >>> img = tf.random.uniform((128, 128))
-    >>> out = elastic_deform(img, seed=1)
+    Examples:
+        >>> img = tf.random.uniform((128, 128))
+        >>> out = elastic_deform(img, seed=1)
     """
     image = tf.convert_to_tensor(image)
     _check_same_hw(image, labels, weights)

@@ -39,7 +39,8 @@ def tile_shapes(input_size=572, depth=4, padding="valid", model=None):
         input_size: int or ``(height, width)`` of the input tile; must be a
             valid size (see `keras_unet.geometry`). None takes the model's
             static input size.
-        depth, padding: the network's (ignored when `model` is given).
+        depth: the network's depth (ignored when `model` is given).
+        padding: the network's padding (ignored when `model` is given).
         model: optional U-Net; its depth and padding are read with
             `keras_unet.model.inspect_unet`.
     """
@@ -390,14 +391,13 @@ def make_training_dataset(
         A `tf.data.Dataset` of ``(x, y, w)`` batches: x float32 (B, in_h,
         in_w, C), y int32 (B, out_h, out_w), w float32 (B, out_h, out_w).
 
-    Example:
-
-    >>> from keras_unet import build_unet, synthetic_cells, data
-    >>> images, instances = synthetic_cells(4, size=256)
-    >>> labels = (instances > 0).astype("int32")
-    >>> ds = data.make_training_dataset(images, labels, input_size=252)
-    >>> model = build_unet((252, 252, 1))
-    >>> # model.compile(...); model.fit(ds, steps_per_epoch=100)
+    Examples:
+        >>> from keras_unet import build_unet, synthetic_cells, data
+        >>> images, instances = synthetic_cells(4, size=256)
+        >>> labels = (instances > 0).astype("int32")
+        >>> ds = data.make_training_dataset(images, labels, input_size=252)
+        >>> model = build_unet((252, 252, 1))
+        >>> # model.compile(...); model.fit(ds, steps_per_epoch=100)
     """
     in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
     config = _augment_config(augment)

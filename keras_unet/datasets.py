@@ -160,11 +160,10 @@ def synthetic_cells(n, size=512, seed=0):
         ``1..k`` for the cells of each image (touching cells have different
         ids and share a border).
 
-    Example:
-
-    >>> images, instances = synthetic_cells(2, size=128, seed=0)
-    >>> images.shape, images.dtype, instances.dtype
-    ((2, 128, 128), dtype('uint8'), dtype('int32'))
+    Examples:
+        >>> images, instances = synthetic_cells(2, size=128, seed=0)
+        >>> images.shape, images.dtype, instances.dtype
+        ((2, 128, 128), dtype('uint8'), dtype('int32'))
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")

@@ -327,7 +327,8 @@ def export_saved_model(
             `keras_unet.tiling.DEFAULT_CPU_MEMORY_BUDGET` (2 GiB), since the
             serving machine is not known here.
         overwrite: replace an existing non-empty directory at `path`.
-        depth, padding: overrides passed to `keras_unet.inspect_unet`.
+        depth: override passed to `keras_unet.inspect_unet`.
+        padding: override passed to `keras_unet.inspect_unet`.
 
     Returns:
         The `pathlib.Path` of the SavedModel. It also holds
@@ -339,16 +340,18 @@ def export_saved_model(
             False, or a file.
         ValueError: invalid `tile_size`, `tta`, `input_dtype`, ...
 
-    Example:
-
-    >>> from keras_unet import build_unet
-    >>> model = build_unet((None, None, 1), depth=2, filters=4)
-    >>> export_saved_model(model, "/tmp/models/unet/1")
-    >>> import tensorflow as tf
-    >>> served = tf.saved_model.load("/tmp/models/unet/1")
-    >>> image = tf.zeros((300, 517), tf.uint8)
-    >>> served.signatures["serving_default"](image=image)["probabilities"]
-    ... # shape (300, 517, 2)
+    Examples:
+        >>> import tempfile
+        >>> import tensorflow as tf
+        >>> from keras_unet import build_unet
+        >>> model = build_unet((None, None, 1), depth=2, filters=4)
+        >>> path = f"{tempfile.mkdtemp()}/models/unet/1"
+        >>> _ = export_saved_model(model, path)
+        >>> served = tf.saved_model.load(path)
+        >>> image = tf.zeros((300, 517), tf.uint8)
+        >>> serve = served.signatures["serving_default"]
+        >>> serve(image=image)["probabilities"].shape
+        TensorShape([300, 517, 2])
 
     Reference:
         Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for

@@ -264,9 +264,10 @@ def weight_map_figure(
         image: (H, W) or (H, W, C) image, any dtype.
         labels: (H, W) instance image or binary label (see ``label_type``).
         path: optional PNG path, written atomically.
-        target, weights: precomputed target and weight map (e.g. from
+        target: precomputed target (e.g. from
             `keras_unet.weights.cached_weight_maps`); computed with
             `keras_unet.weights.unet_weight_map` when not given.
+        weights: precomputed weight map; computed when not given.
         crop: optional ``(y, x, height, width)`` window to show.
         scale: integer zoom (nearest neighbour), for small crops.
         label_type: ``"instances"`` or ``"binary"``.

@@ -86,10 +86,9 @@ def margin(depth: int = 4, padding: str = "valid") -> int:
     4, so a 572 px input tile gives a 388 px output tile. For same padding it
     is 0.
 
-    Example:
-
-    >>> margin(4)
-    92
+    Examples:
+        >>> margin(4)
+        92
     """
     _check_depth_padding(depth, padding)
     if padding == "same":
@@ -113,10 +112,9 @@ def min_input_size(depth: int = 4, padding: str = "valid") -> int:
 def is_valid_input_size(n: int, depth: int = 4, padding: str = "valid") -> bool:
     """Whether a tile of `n` pixels passes through the net without rounding.
 
-    Example:
-
-    >>> is_valid_input_size(572), is_valid_input_size(570)
-    (True, False)
+    Examples:
+        >>> is_valid_input_size(572), is_valid_input_size(570)
+        (True, False)
     """
     _check_depth_padding(depth, padding)
     n = _check_size(n)
@@ -129,10 +127,9 @@ def valid_input_sizes(
 ) -> list[int]:
     """All valid input sizes in ``[min_size, max_size]``, ascending.
 
-    Example:
-
-    >>> valid_input_sizes(541, 600)
-    [556, 572, 588]
+    Examples:
+        >>> valid_input_sizes(541, 600)
+        [556, 572, 588]
     """
     _check_depth_padding(depth, padding)
     lo, hi = (
@@ -159,10 +156,9 @@ def nearest_valid_input_size(
 ) -> int:
     """The valid input size closest to `n` (the larger one on a tie).
 
-    Example:
-
-    >>> nearest_valid_input_size(570), nearest_valid_input_size(256)
-    (572, 252)
+    Examples:
+        >>> nearest_valid_input_size(570), nearest_valid_input_size(256)
+        (572, 252)
     """
     _check_depth_padding(depth, padding)
     n = _check_size(n)
@@ -179,10 +175,9 @@ def output_size(input_size: int, depth: int = 4, padding: str = "valid") -> int:
         ValueError: if `input_size` is not valid; the message names the rule
             and the nearest valid sizes.
 
-    Example:
-
-    >>> output_size(572)
-    388
+    Examples:
+        >>> output_size(572)
+        388
     """
     check_input_size(input_size, depth, padding)
     return int(input_size) - 2 * margin(depth, padding)
@@ -193,10 +188,9 @@ def input_size_for_output(
 ) -> int:
     """The smallest valid input size whose output covers at least `n` pixels.
 
-    Example:
-
-    >>> input_size_for_output(388), input_size_for_output(500)
-    (572, 684)
+    Examples:
+        >>> input_size_for_output(388), input_size_for_output(500)
+        (572, 684)
     """
     _check_depth_padding(depth, padding)
     n = _check_size(n, "n")
@@ -260,7 +254,8 @@ def check_input_size(n, depth: int = 4, padding: str = "valid", received=None):
 
     Args:
         n: the spatial size to check.
-        depth, padding: the network's.
+        depth: the network's depth.
+        padding: the network's padding.
         received: text appended as ``Received: ...`` (defaults to
             ``input_size=n``).
     """

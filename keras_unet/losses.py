@@ -466,15 +466,14 @@ def weighted_crossentropy(
         float32 tensor ``(B, H, W)`` of weighted per-pixel losses. For the
         scalar loss, use `WeightedCrossentropy` (which also normalizes).
 
-    Example:
-
-    >>> import numpy as np
-    >>> logits = np.zeros((1, 2, 2, 2), "float32")
-    >>> y = np.array([[[[0, 1.0], [1, 2.0]], [[1, 0.0], [0, 1.0]]]])
-    >>> loss = weighted_crossentropy(y, logits)   # y packs [class, weight]
-    >>> np.round(keras.ops.convert_to_numpy(loss), 4)
-    array([[[0.6931, 1.3863],
-            [0.    , 0.6931]]], dtype=float32)
+    Examples:
+        >>> import numpy as np
+        >>> logits = np.zeros((1, 2, 2, 2), "float32")
+        >>> y = np.array([[[[0, 1.0], [1, 2.0]], [[1, 0.0], [0, 1.0]]]])
+        >>> loss = weighted_crossentropy(y, logits)   # y packs [class, weight]
+        >>> np.round(keras.ops.convert_to_numpy(loss), 4)
+        array([[[0.6931, 1.3863],
+                [0.    , 0.6931]]], dtype=float32)
 
     Reference:
         Ronneberger et al. 2015, Eq. (1).
@@ -567,13 +566,12 @@ class WeightedCrossentropy(keras.losses.Loss):
         dtype: Keras' loss dtype; the computation itself is float32 (or
             float64 for float64 logits) whatever the model's precision.
 
-    Example:
-
-    >>> import keras_unet
-    >>> model = keras_unet.build_unet((92, 92, 1), depth=2, filters=4)
-    >>> model.compile("adam", loss=WeightedCrossentropy())
-    >>> # train on (x, y, w): x (B, 92, 92, 1), y (B, 52, 52) int class
-    >>> # indices, w (B, 52, 52) float32 weight maps (cropped to the output)
+    Examples:
+        >>> import keras_unet
+        >>> model = keras_unet.build_unet((92, 92, 1), depth=2, filters=4)
+        >>> model.compile("adam", loss=WeightedCrossentropy())
+        >>> # train on (x, y, w): x (B, 92, 92, 1), y (B, 52, 52) int class
+        >>> # indices, w (B, 52, 52) float32 weight maps (cropped to the output)
 
     Reference:
         Ronneberger et al. 2015, Eq. (1) and Sect. 3.

@@ -358,12 +358,11 @@ def pixel_error(membrane_prob, label, threshold=0.5) -> float:
     Returns:
         ``1 - (correctly labelled pixels) / (all pixels)``.
 
-    Example:
-
-    >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
-    >>> prob = np.zeros((8, 8)); prob[:, 4:6] = 0.9
-    >>> pixel_error(prob, label)  # the 8 pixels of column 5 are wrong
-    0.125
+    Examples:
+        >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
+        >>> prob = np.zeros((8, 8)); prob[:, 4:6] = 0.9
+        >>> pixel_error(prob, label)  # the 8 pixels of column 5 are wrong
+        0.125
 
     Reference:
         Arganda-Carreras et al. Crowdsourcing the creation of image
@@ -410,12 +409,11 @@ def rand_error(
         ``rand_merge_score`` (V_merge: 1 when no two cells are merged). All
         are NaN when the label has no cell pixel.
 
-    Example:
-
-    >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
-    >>> prob = np.zeros((8, 8)); prob[:, 4] = 1.0; prob[3, 4] = 0.2
-    >>> rand_error(prob, label)["rand_merge_score"] < 1  # a gap merges
-    True
+    Examples:
+        >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
+        >>> prob = np.zeros((8, 8)); prob[:, 4] = 1.0; prob[3, 4] = 0.2
+        >>> rand_error(prob, label)["rand_merge_score"] < 1  # a gap merges
+        True
 
     Reference:
         Arganda-Carreras et al. Crowdsourcing the creation of image
@@ -477,15 +475,14 @@ def warping_error(membrane_prob, label, threshold=0.5, return_warped=False):
         ``warped_cells != (membrane_prob < threshold)`` marks the
         topological errors.
 
-    Example:
-
-    >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
-    >>> prob = np.zeros((8, 8)); prob[:, 5] = 1.0  # the wall, shifted
-    >>> warping_error(prob, label)
-    0.0
-    >>> prob[3, 5] = 0.0  # a gap that merges the two cells
-    >>> warping_error(prob, label) > 0
-    True
+    Examples:
+        >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
+        >>> prob = np.zeros((8, 8)); prob[:, 5] = 1.0  # the wall, shifted
+        >>> warping_error(prob, label)
+        0.0
+        >>> prob[3, 5] = 0.0  # a gap that merges the two cells
+        >>> warping_error(prob, label) > 0
+        True
 
     Reference:
         Jain et al. Boundary learning by optimization with topological
@@ -551,13 +548,13 @@ def isbi_scores(
         every measure at every threshold (lists, for plotting). Rand values
         are NaN when the label has no cell pixel.
 
-    Example:
-
-    >>> label = np.full((64, 64), 255, np.uint8); label[:, 31:33] = 0
-    >>> prob = scipy.ndimage.gaussian_filter((label == 0) * 1.0, 1.0)
-    >>> scores = isbi_scores(prob, label)
-    >>> scores["warping_error"], scores["rand_error"]
-    (0.0, 0.0)
+    Examples:
+        >>> import scipy.ndimage
+        >>> label = np.full((64, 64), 255, np.uint8); label[:, 31:33] = 0
+        >>> prob = scipy.ndimage.gaussian_filter((label == 0) * 1.0, 1.0)
+        >>> scores = isbi_scores(prob, label)
+        >>> scores["warping_error"], scores["rand_error"]
+        (0.0, 0.0)
 
     Reference:
         Arganda-Carreras et al. Crowdsourcing the creation of image
@@ -702,12 +699,11 @@ def seg_iou(pred_instances, gt_instances) -> float:
         SEG in [0, 1]; NaN when `gt_instances` has no object (SEG is
         undefined there; the challenge skips such frames).
 
-    Example:
-
-    >>> gt = np.zeros((6, 6), int); gt[:3, :3] = 1; gt[3:, 3:] = 2
-    >>> pred = np.zeros((6, 6), int); pred[:3, :2] = 7  # 6 of 9 pixels
-    >>> float(seg_iou(pred, gt))  # object 1: 6/9, object 2: no match
-    0.3333333333333333
+    Examples:
+        >>> gt = np.zeros((6, 6), int); gt[:3, :3] = 1; gt[3:, 3:] = 2
+        >>> pred = np.zeros((6, 6), int); pred[:3, :2] = 7  # 6 of 9 pixels
+        >>> float(seg_iou(pred, gt))  # object 1: 6/9, object 2: no match
+        0.3333333333333333
 
     Reference:
         Maska et al. A benchmark for comparison of cell tracking algorithms.
@@ -893,10 +889,17 @@ def evaluate_folders(
         ``labels_without_map``. NaN values are written as null (JSON) or an
         empty cell (CSV).
 
-    Example:
-
-    >>> report = evaluate_folders("predictions/", "labels/", "report/")
-    >>> report["mean"]["rand_error"]
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from keras_unet.io import write_image
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> label = np.full((32, 32), 255, np.uint8); label[:, 15] = 0
+        >>> _ = write_image(folder / "labels" / "a.png", label)
+        >>> prob = (label == 0).astype(np.float32)
+        >>> _ = write_image(folder / "pred" / "a.tif", prob)
+        >>> report = evaluate_folders(folder / "pred", folder / "labels")
+        >>> report["mean"]["pixel_error"], report["mean"]["rand_error"]
+        (0.0, 0.0)
 
     Raises:
         FileNotFoundError: a folder does not exist.
@@ -1106,14 +1109,14 @@ class ForegroundIoU(keras.metrics.Metric):
         name: metric name.
         dtype: dtype of the metric's result.
 
-    Example:
-
-    >>> model = keras_unet.build_unet((188, 188, 1), depth=4, filters=8)
-    >>> model.compile(
-    ...     "adam",
-    ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    ...     weighted_metrics=[ForegroundIoU(), PixelError()],
-    ... )
+    Examples:
+        >>> import keras_unet
+        >>> model = keras_unet.build_unet((188, 188, 1), depth=4, filters=8)
+        >>> model.compile(
+        ...     "adam",
+        ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ...     weighted_metrics=[ForegroundIoU(), PixelError()],
+        ... )
     """
 
     def __init__(
@@ -1178,14 +1181,13 @@ class PixelError(keras.metrics.Metric):
         name: metric name.
         dtype: dtype of the metric's result.
 
-    Example:
-
-    >>> metric = PixelError()
-    >>> labels = np.array([[[1, 0]]])  # (batch, height, width)
-    >>> logits = np.array([[[[0.0, 1.0], [0.0, 1.0]]]])  # both say class 1
-    >>> metric.update_state(labels, logits)
-    >>> float(metric.result())
-    0.5
+    Examples:
+        >>> metric = PixelError()
+        >>> labels = np.array([[[1, 0]]])  # (batch, height, width)
+        >>> logits = np.array([[[[0.0, 1.0], [0.0, 1.0]]]])  # both say class 1
+        >>> metric.update_state(labels, logits)
+        >>> float(metric.result())
+        0.5
     """
 
     def __init__(

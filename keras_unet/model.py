@@ -163,14 +163,13 @@ def build_unet(
         A `keras.Model` from ``(batch, H, W, channels)`` images to
         ``(batch, H', W', num_classes)`` logits.
 
-    Example:
-
-    >>> model = build_unet()
-    >>> model.count_params()
-    31030658
-    >>> model.output_shape
-    (None, 388, 388, 2)
-    >>> small = build_unet((None, None, 3), num_classes=4, depth=2, filters=8)
+    Examples:
+        >>> model = build_unet()
+        >>> model.count_params()
+        31030658
+        >>> model.output_shape
+        (None, 388, 388, 2)
+        >>> small = build_unet((None, None, 3), num_classes=4, depth=2)
 
     Reference:
         Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for
@@ -423,10 +422,9 @@ def unet_flops(model, input_size) -> int:
         model: a U-Net from `build_unet` (square or free input size).
         input_size: the (square) input tile size, a valid size.
 
-    Example:
-
-    >>> round(unet_flops(build_unet(), 572) / 1e9)   # the paper's net
-    301
+    Examples:
+        >>> round(unet_flops(build_unet(), 572) / 1e9)   # the paper's net
+        301
     """
     spec = inspect_unet(model)
     trace = dict(geometry.size_trace(input_size, spec.depth, spec.padding))

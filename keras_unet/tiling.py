@@ -125,17 +125,17 @@ def mirror_indices(n: int, before: int, after: int, mode: str = "reflect"):
 
     Args:
         n: length of the axis (>= 1).
-        before, after: pixels of padding before and after (>= 0).
+        before: pixels of padding before the axis (>= 0).
+        after: pixels of padding after the axis (>= 0).
         mode: "reflect" or "symmetric" (see the module docstring).
 
     Returns:
         int64 array of length ``before + n + after`` with values in
         ``[0, n)``.
 
-    Example:
-
-    >>> mirror_indices(3, 4, 2).tolist()
-    [0, 1, 2, 1, 0, 1, 2, 1, 0]
+    Examples:
+        >>> mirror_indices(3, 4, 2).tolist()
+        [0, 1, 2, 1, 0, 1, 2, 1, 0]
     """
     _check_mode(mode)
     _check_int(n, "n", 1)
@@ -171,10 +171,9 @@ def mirror_pad(image, pad, mode: str = "reflect", axes=(0, 1)) -> np.ndarray:
     Returns:
         The padded array (same dtype).
 
-    Example:
-
-    >>> mirror_pad(np.arange(3)[None], ((0, 0), (4, 2)))[0].tolist()
-    [0, 1, 2, 1, 0, 1, 2, 1, 0]
+    Examples:
+        >>> mirror_pad(np.arange(3)[None], ((0, 0), (4, 2)))[0].tolist()
+        [0, 1, 2, 1, 0, 1, 2, 1, 0]
     """
     image = np.asarray(image)
     (top, bottom), (left, right) = pad
@@ -345,11 +344,10 @@ def tile_layout(image_shape, tile_size, margin: int, step: int) -> TileLayout:
     Returns:
         A `TileLayout`; iterate it to get `Tile` objects.
 
-    Example:
-
-    >>> layout = tile_layout((1000, 700), 572, margin=92, step=16)
-    >>> layout.counts, layout.strides, layout.pad
-    ((3, 2), (384, 384), ((92, 248), (92, 164)))
+    Examples:
+        >>> layout = tile_layout((1000, 700), 572, margin=92, step=16)
+        >>> layout.counts, layout.strides, layout.pad
+        ((3, 2), (384, 384), ((92, 248), (92, 164)))
     """
     h, w = _image_hw(image_shape)
     th, tw = _pair(tile_size, "tile_size")
@@ -374,10 +372,11 @@ def tile_iterator(image_shape, tile_size, margin: int, step: int):
     A thin wrapper around `tile_layout`; see it for the arguments. The image
     must be padded with ``tile_layout(...).pad`` before slicing `source`.
 
-    Example:
-
-    >>> for tile in tile_iterator((500, 300), 572, margin=92, step=16):
-    ...     tile.source, tile.destination
+    Examples:
+        >>> for tile in tile_iterator((500, 300), 572, margin=92, step=16):
+        ...     print(tile.source[0], tile.destination[0])
+        slice(0, 572, None) slice(0, 384, None)
+        slice(384, 956, None) slice(384, 500, None)
     """
     yield from tile_layout(image_shape, tile_size, margin, step)
 
@@ -694,16 +693,16 @@ def estimate_tile_memory(model, tile_size, depth=None, padding=None) -> int:
     Args:
         model: a U-Net (see `predict_tiled`).
         tile_size: int or ``(rows, cols)``.
-        depth, padding: overrides passed to `keras_unet.inspect_unet`.
+        depth: override passed to `keras_unet.inspect_unet`.
+        padding: override passed to `keras_unet.inspect_unet`.
 
     Returns:
         Bytes, as an int.
 
-    Example:
-
-    >>> from keras_unet import build_unet
-    >>> estimate_tile_memory(build_unet(), 572) // 2**20
-    781
+    Examples:
+        >>> from keras_unet import build_unet
+        >>> estimate_tile_memory(build_unet(), 572) // 2**20
+        781
     """
     flexible, geo = _prepare(model, depth, padding)
     th, tw = _pair(tile_size, "tile_size")
@@ -814,16 +813,16 @@ def choose_tile_size(
         memory_budget: bytes; defaults to `default_memory_budget()`.
         tile_size: optional upper bound, int or ``(rows, cols)``; must be a
             valid input size.
-        depth, padding: overrides passed to `keras_unet.inspect_unet`.
+        depth: override passed to `keras_unet.inspect_unet`.
+        padding: override passed to `keras_unet.inspect_unet`.
 
     Returns:
         ``(rows, cols)`` of the input tile.
 
-    Example:
-
-    >>> from keras_unet import build_unet
-    >>> choose_tile_size(build_unet(depth=2, filters=4), (300, 517), 2**30)
-    (340, 560)
+    Examples:
+        >>> from keras_unet import build_unet
+        >>> choose_tile_size(build_unet(depth=2, filters=4), (300, 517), 2**30)
+        (340, 560)
     """
     flexible, geo = _prepare(model, depth, padding)
     hw = _image_hw(image_shape)
@@ -881,10 +880,9 @@ def resolve_tta(tta) -> tuple[str, ...]:
     Returns:
         A tuple of transform names.
 
-    Example:
-
-    >>> resolve_tta(["rot90", "flip_lr"])
-    ('rot90', 'flip_lr')
+    Examples:
+        >>> resolve_tta(["rot90", "flip_lr"])
+        ('rot90', 'flip_lr')
     """
     if tta is None or tta is False:
         return ("identity",)
@@ -934,11 +932,10 @@ def dihedral_transform(array, name, inverse=False, axes=(0, 1)):
         A view or copy of the transformed array (rows and columns swapped
         for the quarter turns and transposes).
 
-    Example:
-
-    >>> a = np.arange(6).reshape(2, 3)
-    >>> np.array_equal(dihedral_transform(a, "rot90"), np.rot90(a))
-    True
+    Examples:
+        >>> a = np.arange(6).reshape(2, 3)
+        >>> np.array_equal(dihedral_transform(a, "rot90"), np.rot90(a))
+        True
     """
     if name not in TTA_TRANSFORMS:
         raise ValueError(
@@ -1236,7 +1233,8 @@ def predict_tiled(
             False if the model already outputs probabilities.
         verbose: "auto" (a progress bar when there are 8 or more model
             calls), True or False.
-        depth, padding: overrides passed to `keras_unet.inspect_unet`.
+        depth: override passed to `keras_unet.inspect_unet`.
+        padding: override passed to `keras_unet.inspect_unet`.
 
     Returns:
         float32 probabilities of shape ``(H, W, num_classes)`` (``(H, W,
@@ -1247,14 +1245,13 @@ def predict_tiled(
             wrong number of axes, or an invalid `tile_size` (the message
             names the nearest valid sizes).
 
-    Example:
-
-    >>> from keras_unet import build_unet
-    >>> model = build_unet((None, None, 1), depth=2, filters=4)
-    >>> image = np.random.default_rng(0).random((300, 517), np.float32)
-    >>> probs = predict_tiled(model, image)
-    >>> probs.shape
-    (300, 517, 2)
+    Examples:
+        >>> from keras_unet import build_unet
+        >>> model = build_unet((None, None, 1), depth=2, filters=4)
+        >>> image = np.random.default_rng(0).random((300, 517), np.float32)
+        >>> probs = predict_tiled(model, image)
+        >>> probs.shape
+        (300, 517, 2)
 
     Reference:
         Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for
@@ -1292,20 +1289,26 @@ def predict_tiled_batch(
         images: a stack ``(N, H, W, C)`` (or ``(N, H, W)`` for a one-channel
             model), or a list of images ``(H, W)`` / ``(H, W, C)`` whose
             sizes may differ.
-        tile_size, batch_size, tta, memory_budget, mirror, from_logits,
-            verbose, depth, padding: see `predict_tiled`.
+        tile_size: see `predict_tiled`.
+        batch_size: see `predict_tiled`.
+        tta: see `predict_tiled`.
+        memory_budget: see `predict_tiled`.
+        mirror: see `predict_tiled`.
+        from_logits: see `predict_tiled`.
+        verbose: see `predict_tiled`.
+        depth: see `predict_tiled`.
+        padding: see `predict_tiled`.
 
     Returns:
         For a stack, a float32 array ``(N, H, W, num_classes)``; for a list,
         a list of ``(H_i, W_i, num_classes)`` arrays.
 
-    Example:
-
-    >>> from keras_unet import build_unet
-    >>> model = build_unet((None, None, 1), depth=2, filters=4)
-    >>> stack = np.zeros((3, 64, 80), np.uint8)
-    >>> predict_tiled_batch(model, stack).shape
-    (3, 64, 80, 2)
+    Examples:
+        >>> from keras_unet import build_unet
+        >>> model = build_unet((None, None, 1), depth=2, filters=4)
+        >>> stack = np.zeros((3, 64, 80), np.uint8)
+        >>> predict_tiled_batch(model, stack).shape
+        (3, 64, 80, 2)
     """
     _, geo = _prepare(model, depth, padding)
     if isinstance(images, list | tuple):

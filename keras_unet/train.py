@@ -115,7 +115,9 @@ def compile_unet(
     Args:
         model: a U-Net (logits out), e.g. from `keras_unet.build_unet`.
         preset: a key of `PRESETS`.
-        optimizer, learning_rate, momentum: override the recipe.
+        optimizer: overrides the recipe's optimizer name.
+        learning_rate: overrides the recipe's learning rate.
+        momentum: overrides the recipe's SGD momentum.
         jit_compile: XLA for the training step.
         metrics: add the keras_unet training metrics.
 

@@ -195,17 +195,16 @@ def separate_instances(
         (including the separation lines); or ``(target, separated)`` with
         ``separated`` the instance ids left on the target's foreground.
 
-    Example:
-
-    >>> instances = np.zeros((5, 6), np.int32)
-    >>> instances[1:4, 0:3] = 7
-    >>> instances[1:4, 3:6] = 9
-    >>> separate_instances(instances)
-    array([[0, 0, 0, 0, 0, 0],
-           [1, 1, 0, 0, 1, 1],
-           [1, 1, 0, 0, 1, 1],
-           [1, 1, 0, 0, 1, 1],
-           [0, 0, 0, 0, 0, 0]], dtype=uint8)
+    Examples:
+        >>> instances = np.zeros((5, 6), np.int32)
+        >>> instances[1:4, 0:3] = 7
+        >>> instances[1:4, 3:6] = 9
+        >>> separate_instances(instances)
+        array([[0, 0, 0, 0, 0, 0],
+               [1, 1, 0, 0, 1, 1],
+               [1, 1, 0, 0, 1, 1],
+               [1, 1, 0, 0, 1, 1],
+               [0, 0, 0, 0, 0, 0]], dtype=uint8)
 
     Reference:
         Ronneberger et al. 2015, Fig. 3c.
@@ -245,12 +244,11 @@ def instances_from_binary(labels, connectivity: int = 1) -> np.ndarray:
     Returns:
         int32 (H, W) instance image, cells numbered ``1..n``.
 
-    Example:
-
-    >>> label = np.array([[255, 0, 255], [255, 0, 255]], np.uint8)
-    >>> instances_from_binary(label)
-    array([[1, 0, 2],
-           [1, 0, 2]], dtype=int32)
+    Examples:
+        >>> label = np.array([[255, 0, 255], [255, 0, 255]], np.uint8)
+        >>> instances_from_binary(label)
+        array([[1, 0, 2],
+               [1, 0, 2]], dtype=int32)
     """
     labels = _as_label_image(labels, "labels")
     connectivity = _check_connectivity(connectivity)
@@ -286,10 +284,9 @@ def class_frequencies(masks, num_classes: int | None = None) -> np.ndarray:
     Returns:
         float64 array of shape (num_classes,) summing to 1.
 
-    Example:
-
-    >>> class_frequencies([np.array([[0, 1], [1, 1]])])
-    array([0.25, 0.75])
+    Examples:
+        >>> class_frequencies([np.array([[0, 1], [1, 1]])])
+        array([0.25, 0.75])
     """
     if isinstance(masks, np.ndarray) and masks.ndim == 2:
         masks = [masks]
@@ -378,13 +375,12 @@ def class_balance_weights(
     Returns:
         float32 (H, W) array ``w_c``.
 
-    Example:
-
-    >>> mask = np.array([[0, 0, 0, 1]])
-    >>> class_balance_weights(mask)
-    array([[0.6666667, 0.6666667, 0.6666667, 2.       ]], dtype=float32)
-    >>> class_balance_weights(mask, {0: 1.0, 1: 5.0})
-    array([[1., 1., 1., 5.]], dtype=float32)
+    Examples:
+        >>> mask = np.array([[0, 0, 0, 1]])
+        >>> class_balance_weights(mask)
+        array([[0.6666667, 0.6666667, 0.6666667, 2.       ]], dtype=float32)
+        >>> class_balance_weights(mask, {0: 1.0, 1: 5.0})
+        array([[1., 1., 1., 5.]], dtype=float32)
 
     Reference:
         Ronneberger et al. 2015, Sect. 3 ("w_c is the weight map to balance
@@ -512,12 +508,11 @@ def two_nearest_distances(instances, max_distance: float = math.inf):
     Returns:
         ``(d1, d2)``: float64 arrays of shape (H, W).
 
-    Example:
-
-    >>> instances = np.array([[1, 0, 0, 0, 2]])
-    >>> d1, d2 = two_nearest_distances(instances)
-    >>> float(d1[0, 2]), float(d2[0, 2])
-    (2.0, 2.0)
+    Examples:
+        >>> instances = np.array([[1, 0, 0, 0, 2]])
+        >>> d1, d2 = two_nearest_distances(instances)
+        >>> float(d1[0, 2]), float(d2[0, 2])
+        (2.0, 2.0)
     """
     instances = _as_label_image(instances)
     if not (
@@ -575,11 +570,10 @@ def border_weights(
     Returns:
         float32 (H, W) array.
 
-    Example:
-
-    >>> instances = np.array([[1, 1, 0, 2, 2]])
-    >>> border_weights(instances).round(3)
-    array([[0.   , 0.   , 9.231, 0.   , 0.   ]], dtype=float32)
+    Examples:
+        >>> instances = np.array([[1, 1, 0, 2, 2]])
+        >>> border_weights(instances).round(3)
+        array([[0.   , 0.   , 9.231, 0.   , 0.   ]], dtype=float32)
 
     Reference:
         Ronneberger et al. 2015, Sect. 3, Eq. (2).
@@ -681,16 +675,15 @@ def unet_weight_map(
         float32 (H, W) weight map, or ``(target, weights)`` with ``target``
         uint8 (H, W), 1 = cell, 0 = background.
 
-    Example:
-
-    >>> instances = np.zeros((64, 64), np.int32)
-    >>> instances[10:30, 10:32] = 3
-    >>> instances[10:30, 32:50] = 8      # touches cell 3
-    >>> target, w = unet_weight_map(instances, return_target=True)
-    >>> int(target[20, 31]), int(target[20, 32])   # the separation line
-    (0, 0)
-    >>> bool(w[20, 31] > 8)
-    True
+    Examples:
+        >>> instances = np.zeros((64, 64), np.int32)
+        >>> instances[10:30, 10:32] = 3
+        >>> instances[10:30, 32:50] = 8      # touches cell 3
+        >>> target, w = unet_weight_map(instances, return_target=True)
+        >>> int(target[20, 31]), int(target[20, 32])   # the separation line
+        (0, 0)
+        >>> bool(w[20, 31] > 8)
+        True
 
     Reference:
         Ronneberger et al. 2015, Sect. 3, Eq. (2), Fig. 3.
@@ -835,15 +828,14 @@ def cached_weight_maps(
         A list with one float32 (H, W) weight map per label, or one
         ``(target, weights)`` pair per label.
 
-    Example:
-
-    >>> import tempfile
-    >>> instances = np.zeros((32, 32), np.int32)
-    >>> instances[4:12, 4:12], instances[4:12, 12:20] = 1, 2
-    >>> folder = tempfile.mkdtemp()
-    >>> [w] = cached_weight_maps([instances], folder, sigma=5.0)
-    >>> w.shape, w.dtype
-    ((32, 32), dtype('float32'))
+    Examples:
+        >>> import tempfile
+        >>> instances = np.zeros((32, 32), np.int32)
+        >>> instances[4:12, 4:12], instances[4:12, 12:20] = 1, 2
+        >>> folder = tempfile.mkdtemp()
+        >>> [w] = cached_weight_maps([instances], folder, sigma=5.0)
+        >>> w.shape, w.dtype
+        ((32, 32), dtype('float32'))
     """
     from keras_unet.io import atomic_path, read_image
 

@@ -98,7 +98,8 @@ def predict_files(
             the training run's ``config.json``, else 1; 0 for a one-channel
             model).
         tta: test-time augmentation, see `keras_unet.tiling.predict_tiled`.
-        tile_size, batch_size: passed to `predict_tiled`.
+        tile_size: passed to `predict_tiled`.
+        batch_size: passed to `predict_tiled`.
         overlays: also write the overlay PNGs.
         verbose: 1 prints a line per image.
 

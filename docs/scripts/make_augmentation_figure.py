@@ -9,6 +9,7 @@ the input tile and shown next to it.
 Run: python docs/scripts/make_augmentation_figure.py
 """
 
+import os
 import pathlib
 import sys
 
@@ -20,7 +21,12 @@ from keras_unet.datasets import synthetic_cells
 from keras_unet.io import read_image, to_float_image, write_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-OUT = ROOT / "docs" / "figures" / "augmentation.png"
+OUT = (
+    pathlib.Path(os.environ.get("KERAS_UNET_FIGURE_DIR", ""))
+    / "augmentation.png"
+    if os.environ.get("KERAS_UNET_FIGURE_DIR")
+    else ROOT / "docs" / "figures" / "augmentation.png"
+)
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012-em" / "train"
 
 

@@ -34,7 +34,12 @@ sys.path.insert(0, str(REPO))
 DATA = pathlib.Path(
     os.environ.get("KERAS_UNET_SHARED_DATA", REPO.parent / "shared" / "data")
 )
-OUT = REPO / "docs" / "figures" / "overlap_tile.png"
+OUT = (
+    pathlib.Path(os.environ.get("KERAS_UNET_FIGURE_DIR", ""))
+    / "overlap_tile.png"
+    if os.environ.get("KERAS_UNET_FIGURE_DIR")
+    else REPO / "docs" / "figures" / "overlap_tile.png"
+)
 TILE = 284  # depth 4: 284 - 2 * 92 = 100 px output
 
 

@@ -25,7 +25,11 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = pathlib.Path(
     os.environ.get("KERAS_UNET_SHARED_DATA", REPO.parent / "shared" / "data")
 )
-OUT = REPO / "docs" / "figures" / "weight_map.png"
+OUT = (
+    pathlib.Path(os.environ.get("KERAS_UNET_FIGURE_DIR", "")) / "weight_map.png"
+    if os.environ.get("KERAS_UNET_FIGURE_DIR")
+    else REPO / "docs" / "figures" / "weight_map.png"
+)
 
 
 def busiest_window(mask, size=160, stride=16):
@@ -69,7 +73,7 @@ def main():
     ]
     gap = np.full((10, width, 3), 255, np.uint8)
     write_image(OUT, np.concatenate([rows[0], gap, rows[1]], axis=0))
-    print(f"wrote {OUT.relative_to(REPO)} (DSB window at y={y}, x={x})")
+    print(f"wrote {OUT} (DSB window at y={y}, x={x})")
 
 
 if __name__ == "__main__":
