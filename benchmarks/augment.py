@@ -24,10 +24,11 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import time
+
+from _common import machine  # noqa: E402 (benchmarks/ is on sys.path)
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -52,23 +53,6 @@ dt = time.perf_counter() - t
 print(json.dumps({"samples_per_s": n / dt, "numpy": np.__version__,
                   "elasticdeform": getattr(elasticdeform, "__version__", "?")}))
 """
-
-
-def machine():
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def _pipeline(n_images=4):

@@ -31,10 +31,11 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
+
+from _common import machine  # noqa: E402 (benchmarks/ is on sys.path)
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,22 +45,6 @@ PAPER = {
     "rand_error": 0.0382,
     "pixel_error": 0.0611,
 }
-
-
-def machine():
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
 
 
 def run_one(recipe, seed, args, workdir):

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from keras_unet import augment as _augment
 from keras_unet import geometry
+from keras_unet._checks import check_int
 from keras_unet.io import read_image, to_float_image
 
 __all__ = ["make_training_dataset", "make_validation_dataset", "tile_shapes"]
@@ -231,14 +232,7 @@ class _Source:
 
 
 def _make_source(images, labels, weights, num_classes, validate):
-    if isinstance(num_classes, bool) or not isinstance(
-        num_classes, numbers.Integral
-    ):
-        raise TypeError(
-            f"`num_classes` must be an int. Received: {num_classes!r}"
-        )
-    if num_classes < 1:
-        raise ValueError(f"`num_classes` must be >= 1. Received: {num_classes}")
+    num_classes = check_int(num_classes, "num_classes", 1)
     images = _as_items(images, "images")
     labels = _as_items(labels, "labels")
     weights = _as_items(weights, "weights")
@@ -401,14 +395,7 @@ def make_training_dataset(
     """
     in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
     config = _augment_config(augment)
-    if isinstance(batch_size, bool) or not isinstance(
-        batch_size, numbers.Integral
-    ):
-        raise TypeError(
-            f"`batch_size` must be an int. Received: {batch_size!r}"
-        )
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")
     source = _make_source(images, labels, weights, num_classes, validate)
     base = _base_seed(seed)
     load = _loader(source)
@@ -436,11 +423,8 @@ def make_training_dataset(
         )
 
     n = len(source)
-    if isinstance(start, bool) or not isinstance(start, numbers.Integral):
-        raise TypeError(f"`start` must be an int >= 0. Received: {start!r}")
-    if start < 0:
-        raise ValueError(f"`start` must be >= 0. Received: {start}")
-    ds = tf.data.Dataset.range(int(start), 2**62 if repeat else max(n, start))
+    start = check_int(start, "start", 0, "samples already drawn")
+    ds = tf.data.Dataset.range(start, 2**62 if repeat else max(n, start))
 
     def pick(i):
         position = i % n
@@ -503,14 +487,7 @@ def make_validation_dataset(
         A finite `tf.data.Dataset` of ``(x, y, w)`` batches.
     """
     in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
-    if isinstance(batch_size, bool) or not isinstance(
-        batch_size, numbers.Integral
-    ):
-        raise TypeError(
-            f"`batch_size` must be an int. Received: {batch_size!r}"
-        )
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")
     del validate  # the images are always read once: their sizes lay out tiles
     source = _make_source(images, labels, weights, num_classes, validate=True)
     origins = validation_tiles(source.shapes, out_hw)

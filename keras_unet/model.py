@@ -8,6 +8,7 @@ import numbers
 import keras
 
 from keras_unet import geometry
+from keras_unet._checks import check_int as _check_int
 
 __all__ = [
     "UNetSpec",
@@ -31,19 +32,6 @@ def he_normal(seed=None):
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_in", distribution="untruncated_normal", seed=seed
     )
-
-
-def _check_int(value, name, minimum, hint):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an integer >= {minimum} ({hint}). "
-            f"Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be >= {minimum} ({hint}). Received: {name}={value}"
-        )
-    return int(value)
 
 
 def _check_input_shape(input_shape, depth, padding):

@@ -47,6 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_unet import geometry
+from keras_unet._checks import check_int as _check_int
 from keras_unet.io import to_float_image
 
 __all__ = [
@@ -266,19 +267,6 @@ def _axis_pieces(n, tile, count, stride):
             )
         )
     return pieces
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be >= {minimum}. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def _pair(value, name):

@@ -775,19 +775,24 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
     replicas = strategy.num_replicas_in_sync if strategy else 1
     global_batch = recipe.batch_size * replicas
 
-    train_ds = unet_data.make_training_dataset(
-        pick(prepared.images, train_idx),
-        pick(prepared.labels, train_idx),
-        pick(prepared.weights, train_idx),
-        input_size=config.input_size,
-        depth=config.depth,
-        padding=config.padding,
-        seed=config.seed,
-        num_classes=prepared.num_classes,
-        batch_size=global_batch,
-        augment=recipe.augment,
-        start=int(state.get("samples_drawn", 0)),
-    )
+    def training_stream(start, validate=True):
+        """The training tiles from sample `start` on (resumable)."""
+        return unet_data.make_training_dataset(
+            pick(prepared.images, train_idx),
+            pick(prepared.labels, train_idx),
+            pick(prepared.weights, train_idx),
+            input_size=config.input_size,
+            depth=config.depth,
+            padding=config.padding,
+            seed=config.seed,
+            num_classes=prepared.num_classes,
+            batch_size=global_batch,
+            augment=recipe.augment,
+            start=start,
+            validate=validate,
+        )
+
+    train_ds = training_stream(int(state.get("samples_drawn", 0)))
     val_ds = None
     if val_idx:
         val_ds = unet_data.make_validation_dataset(
@@ -888,19 +893,8 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
             )
             _merge(history, h.history)
             initial_epoch += 1
-            train_ds = unet_data.make_training_dataset(
-                pick(prepared.images, train_idx),
-                pick(prepared.labels, train_idx),
-                pick(prepared.weights, train_idx),
-                input_size=config.input_size,
-                depth=config.depth,
-                padding=config.padding,
-                seed=config.seed,
-                num_classes=prepared.num_classes,
-                batch_size=global_batch,
-                augment=recipe.augment,
-                start=initial_epoch * config.steps * global_batch,
-                validate=False,
+            train_ds = training_stream(
+                initial_epoch * config.steps * global_batch, validate=False
             )
         if initial_epoch < config.epochs:
             h = model.fit(
