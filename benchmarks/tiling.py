@@ -41,7 +41,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -54,16 +53,8 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without install
 
 def machine():
     import keras
+    from _common import machine as base_machine
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     try:
         cores_usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -74,13 +65,10 @@ def machine():
         ram = None
     backend = keras.backend.backend()
     info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        **base_machine(),
         "cores_usable": cores_usable,
         "ram_gib": None if ram is None else round(ram / 2**30, 1),
         "load_average_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
         "numpy": np.__version__,
         "keras": keras.__version__,
         "keras_backend": backend,
