@@ -321,7 +321,8 @@ _TRAIN_OPTIONS = {
         dict(
             action="store_const",
             const=True,
-            help="continue the run in --output from last.keras",
+            help="continue the run in --output from last.keras, with the "
+            "settings of its config.json (options given here win)",
         ),
     ),
     "mixed_precision": (
@@ -372,8 +373,17 @@ def _cmd_train(args):
         overrides["tensorboard"] = False
     if args.quiet:
         overrides["verbose"] = 0
-    if args.config:
-        config = TrainConfig.from_json(args.config, **overrides)
+    config_file = args.config
+    if args.resume and not config_file:
+        # continue the run with its own settings (command-line options win)
+        import pathlib
+
+        stored = pathlib.Path(args.output or "runs/unet") / "config.json"
+        if stored.is_file():
+            config_file = stored
+            overrides["format"] = args.format
+    if config_file:
+        config = TrainConfig.from_json(config_file, **overrides)
     else:
         config = TrainConfig(
             **{k: v for k, v in overrides.items() if v is not None}

@@ -152,6 +152,23 @@ def test_train_predict_evaluate_export(tmp_path, capsys):
         == 2
     )
     assert "already holds a training run" in capsys.readouterr().err
+    # continue the run with its stored settings, two more epochs
+    assert (
+        cli.main(
+            [
+                "train",
+                "--output",
+                str(run),
+                "--resume",
+                "--epochs",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    state = json.loads((run / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["steps_done"] == 4
     # repeat from the resolved config, into another folder
     assert (
         cli.main(
