@@ -237,3 +237,53 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert result["replicas"] == 2
     # 2 replicas x batch 2 per replica x 2 steps
     assert result["batch"] == 8
+
+
+def test_prepare_instances_binary_and_ignore(tmp_path):
+    from keras_unet.datasets import ImageSet
+
+    inst = np.zeros((40, 40), np.int32)
+    inst[5:20, 5:20], inst[5:20, 20:35] = 3, 9  # two touching cells
+    ignore = np.zeros((40, 40), bool)
+    ignore[30:, 30:] = True
+    data = ImageSet(
+        images=[np.zeros((40, 40), np.uint8)],
+        instances=[inst],
+        ignore=[ignore],
+        names=["a"],
+    )
+    prep = T.prepare(data, T.PRESETS["adam"], tmp_path / "cache")
+    lab, w = prep.labels[0], prep.weights[0]
+    assert lab[10, 19] == 0 and lab[10, 20] == 0  # separation line
+    assert lab[10, 10] == 1 and lab[10, 25] == 1
+    assert w[10, 19] > 5 and (w[ignore] == 0).all() and (w[~ignore] > 0).all()
+    none = T.prepare(data, T.PRESETS["plain"], tmp_path / "cache")
+    np.testing.assert_array_equal(none.labels[0], lab)
+    assert set(np.unique(none.weights[0])) == {0.0, 1.0}  # ones, 0 if ignored
+    # ISBI-style binary labels are used as they are
+    binary = (inst == 0).astype(np.int32) ^ 1
+    isbi = ImageSet(
+        images=[np.zeros((40, 40), np.uint8)],
+        labels=[binary],
+        names=["b"],
+        class_of_interest=0,
+    )
+    prep = T.prepare(isbi, T.PRESETS["adam"], tmp_path / "cache")
+    np.testing.assert_array_equal(prep.labels[0], binary)
+    assert prep.class_of_interest == 0
+
+
+def test_split_validation():
+    train_idx, val_idx = T.split_validation(10, 0.2, seed=0)
+    assert len(val_idx) == 2 and sorted(train_idx + val_idx) == list(range(10))
+    assert T.split_validation(10, 0.2, seed=0) == (train_idx, val_idx)
+    assert T.split_validation(3, 0.1, seed=0)[1] != []  # at least one
+    names = [f"{i:02d}" for i in range(5)]
+    assert T.split_validation(5, 0.0, 0, names, ["03", "04"]) == (
+        [0, 1, 2],
+        [3, 4],
+    )
+    with pytest.raises(ValueError, match="not in the data"):
+        T.split_validation(5, 0.0, 0, names, ["07"])
+    with pytest.raises(ValueError, match="No image left"):
+        T.split_validation(1, 0.5, 0, ["a"], ["a"])
