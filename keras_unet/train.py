@@ -27,12 +27,14 @@ Recipes (`PRESETS`; every field can be overridden):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import pathlib
 import time
 
+import keras
 import numpy as np
 
 from keras_unet import geometry
@@ -42,6 +44,7 @@ __all__ = [
     "PRESETS",
     "Recipe",
     "TrainConfig",
+    "TrainingCurve",
     "UNetCheckpoint",
     "compile_unet",
     "make_optimizer",
@@ -73,7 +76,6 @@ DEFAULT_PRESET = "adam"
 
 def make_optimizer(name="adam", learning_rate=1e-3, momentum=0.0):
     """A Keras optimizer by name: "adam", "sgd" (with momentum) or "adamw"."""
-    import keras
 
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
@@ -154,134 +156,123 @@ def compile_unet(
 # Callbacks
 
 
-def _keras_callback_base():
-    import keras
+class UNetCheckpoint(keras.callbacks.Callback):
+    """Best and last checkpoints, written atomically, with resume state.
 
-    return keras.callbacks.Callback
+    After every epoch ``last.keras`` (model + optimizer state) and
+    ``state.json`` (epochs done, training steps done, samples drawn, best
+    value) are replaced atomically: a crash or Ctrl-C at any moment leaves
+    the previous complete files. ``best.keras`` is replaced when the
+    monitored value improves. `save_last` is also called when training is
+    interrupted.
 
+    Steps are counted here, batch by batch, not read from the optimizer:
+    with float16 loss scaling the optimizer skips steps whose gradients
+    overflowed, and would under-count.
 
-class UNetCheckpoint:  # replaced by a keras.callbacks.Callback subclass below
-    pass
+    Args:
+        directory: output folder.
+        monitor: the log entry to monitor ("val_loss" by default; falls
+            back to "loss" when the entry is missing).
+        mode: "min", "max", or "auto" ("max" for names containing "iou",
+            "accuracy" or "dice", else "min").
+        batch_size: samples per step (to record samples drawn).
+    """
 
+    def __init__(
+        self, directory, monitor="val_loss", mode="auto", batch_size=1
+    ):
+        super().__init__()
+        if mode == "auto":
+            better_high = any(k in monitor for k in ("iou", "accuracy", "dice"))
+            mode = "max" if better_high else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(
+                f"`mode` must be 'min', 'max' or 'auto'. Received: {mode!r}"
+            )
+        self.directory = pathlib.Path(directory)
+        self.monitor = monitor
+        self.mode = mode
+        self.batch_size = batch_size
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = None
+        self.epochs_done = 0
+        self.steps_done = 0
+        self.samples_drawn = 0
 
-def _make_checkpoint_class():
-    base = _keras_callback_base()
+    @property
+    def last_path(self):
+        return self.directory / "last.keras"
 
-    class UNetCheckpoint(base):
-        """Best and last checkpoints, written atomically, with resume state.
+    @property
+    def best_path(self):
+        return self.directory / "best.keras"
 
-        After every epoch ``last.keras`` (model + optimizer state) and
-        ``state.json`` (epochs done, optimizer steps, samples drawn, best
-        value) are replaced atomically: a crash or Ctrl-C at any moment
-        leaves the previous complete files. ``best.keras`` is replaced when
-        the monitored value improves. `save_last` is also called when
-        training is interrupted.
+    @property
+    def state_path(self):
+        return self.directory / "state.json"
 
-        Args:
-            directory: output folder.
-            monitor: the log entry to monitor ("val_loss" by default; falls
-                back to "loss" when there is no validation).
-            mode: "min" or "max".
-            batch_size: samples per step (to record samples drawn).
-        """
+    def restore(self, state):
+        """Continue from a ``state.json`` written by `save_last`."""
+        if state.get("best") is not None:
+            self.best = float(state["best"])
+        self.best_epoch = state.get("best_epoch")
+        self.epochs_done = int(state.get("epochs_done", 0))
+        self.steps_done = int(state.get("steps_done", 0))
+        self.samples_drawn = int(state.get("samples_drawn", 0))
 
-        def __init__(
-            self, directory, monitor="val_loss", mode="min", batch_size=1
-        ):
-            super().__init__()
-            self.directory = pathlib.Path(directory)
-            self.monitor = monitor
-            self.mode = mode
-            self.batch_size = batch_size
-            self.best = math.inf if mode == "min" else -math.inf
-            self.best_epoch = None
-            self.epochs_done = 0
+    def _save(self, path):
+        with atomic_path(path) as tmp:
+            self.model.save(tmp)
 
-        @property
-        def last_path(self):
-            return self.directory / "last.keras"
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_done += 1
+        self.samples_drawn += self.batch_size
 
-        @property
-        def best_path(self):
-            return self.directory / "best.keras"
+    def save_last(self, interrupted=False):
+        """Write ``last.keras`` and ``state.json``; returns the state."""
+        self._save(self.last_path)
+        state = {
+            "epochs_done": self.epochs_done,
+            "steps_done": self.steps_done,
+            "samples_drawn": self.samples_drawn,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": None if math.isinf(self.best) else float(self.best),
+            "best_epoch": self.best_epoch,
+            "interrupted": interrupted,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        with atomic_path(self.state_path) as tmp:
+            tmp.write_text(json.dumps(state, indent=2) + "\n")
+        return state
 
-        @property
-        def state_path(self):
-            return self.directory / "state.json"
-
-        def restore(self, state):
-            self.best = state.get("best", self.best)
-            self.best_epoch = state.get("best_epoch")
-            self.epochs_done = state.get("epochs_done", 0)
-
-        def _save(self, path):
-            with atomic_path(path) as tmp:
-                self.model.save(tmp)
-
-        def save_last(self, interrupted=False):
-            steps = int(self.model.optimizer.iterations.numpy())
-            self._save(self.last_path)
-            state = {
-                "epochs_done": self.epochs_done,
-                "steps_done": steps,
-                "samples_drawn": steps * self.batch_size,
-                "monitor": self.monitor,
-                "best": None if math.isinf(self.best) else float(self.best),
-                "best_epoch": self.best_epoch,
-                "interrupted": interrupted,
-                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
-            with atomic_path(self.state_path) as tmp:
-                tmp.write_text(json.dumps(state, indent=2) + "\n")
-            return state
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            self.epochs_done = epoch + 1
-            value = logs.get(self.monitor, logs.get("loss"))
-            if value is not None and np.isfinite(value):
-                better = (
-                    value < self.best
-                    if self.mode == "min"
-                    else value > self.best
-                )
-                if better:
-                    self.best = float(value)
-                    self.best_epoch = epoch + 1
-                    self._save(self.best_path)
-            self.save_last()
-
-    return UNetCheckpoint
-
-
-class _Lazy:
-    """Create the Keras-dependent callback classes on first use."""
-
-    _classes = {}
-
-    @classmethod
-    def get(cls, name):
-        if name not in cls._classes:
-            cls._classes["UNetCheckpoint"] = _make_checkpoint_class()
-            cls._classes["TrainingCurve"] = _make_curve_class()
-        return cls._classes[name]
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.epochs_done = epoch + 1
+        value = logs.get(self.monitor, logs.get("loss"))
+        if value is not None and np.isfinite(value):
+            if self.mode == "min":
+                better = value < self.best
+            else:
+                better = value > self.best
+            if better:
+                self.best = float(value)
+                self.best_epoch = epoch + 1
+                self._save(self.best_path)
+        self.save_last()
 
 
-def _make_curve_class():
-    base = _keras_callback_base()
+class TrainingCurve(keras.callbacks.Callback):
+    """Redraw ``training_curve.png`` from the CSV log after every epoch."""
 
-    class TrainingCurve(base):
-        """Redraw ``training_curve.png`` from the CSV log after every epoch."""
+    def __init__(self, csv_path, png_path):
+        super().__init__()
+        self.csv_path = pathlib.Path(csv_path)
+        self.png_path = pathlib.Path(png_path)
 
-        def __init__(self, csv_path, png_path):
-            super().__init__()
-            self.csv_path = pathlib.Path(csv_path)
-            self.png_path = pathlib.Path(png_path)
-
-        def on_epoch_end(self, epoch, logs=None):
-            write_training_curve(self.csv_path, self.png_path)
-
-    return TrainingCurve
+    def on_epoch_end(self, epoch, logs=None):
+        write_training_curve(self.csv_path, self.png_path)
 
 
 def read_csv_log(path):
@@ -332,12 +323,14 @@ def training_callbacks(
     tensorboard=True,
     batch_size=1,
     append_log=False,
+    mode="auto",
 ):
     """The standard callbacks of a keras_unet run.
 
     Args:
         output_dir: folder for checkpoints and logs.
         monitor: value deciding the best checkpoint (and early stopping).
+        mode: "min", "max" or "auto" (see `UNetCheckpoint`).
         early_stopping: patience in epochs, or None.
         tensorboard: write TensorBoard logs to ``output_dir/tensorboard``.
         batch_size: samples per step (recorded for resuming).
@@ -348,23 +341,25 @@ def training_callbacks(
         TensorBoard / EarlyStopping when enabled. The checkpoint callback is
         first.
     """
-    import keras
-
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint = UNetCheckpoint(
+        out, monitor=monitor, mode=mode, batch_size=batch_size
+    )
     callbacks = [
-        _Lazy.get("UNetCheckpoint")(
-            out, monitor=monitor, batch_size=batch_size
-        ),
+        checkpoint,
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=append_log),
-        _Lazy.get("TrainingCurve")(out / "log.csv", out / "training_curve.png"),
+        TrainingCurve(out / "log.csv", out / "training_curve.png"),
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=int(early_stopping), verbose=1
+                monitor=monitor,
+                mode=checkpoint.mode,
+                patience=int(early_stopping),
+                verbose=1,
             )
         )
     return callbacks
@@ -416,7 +411,6 @@ class TrainConfig:
     steps: int = 100
     epochs: int = 10
     early_stopping: int | None = None
-    time_limit: float | None = None
     seed: int = 0
     # execution
     output: str = "runs/unet"
@@ -646,16 +640,18 @@ def _check_output(path, resume):
             f"Cannot write to the output folder {out}: {err.strerror}. "
             "Choose another --output."
         ) from None
-    has_run = (out / "last.keras").exists() or (out / "state.json").exists()
-    if has_run and not resume:
+    found = [n for n in ("last.keras", "state.json") if (out / n).exists()]
+    if found and not resume:
         raise FileExistsError(
-            f"{out} already holds a training run (last.keras). Pass --resume "
-            "to continue it, or choose another --output; nothing was "
-            "overwritten."
+            f"{out} already holds a training run ({', '.join(found)}). Pass "
+            "--resume to continue it, or choose another --output; nothing "
+            "was overwritten."
         )
-    if resume and not has_run:
+    if resume and len(found) < 2:
+        missing = {"last.keras", "state.json"} - set(found)
         raise FileNotFoundError(
-            f"--resume: {out} holds no run to resume (no last.keras)."
+            f"--resume: {out} holds no run to resume (missing "
+            f"{', '.join(sorted(missing))})."
         )
     return out
 
@@ -666,7 +662,6 @@ def _write_json(path, obj):
 
 
 def _versions():
-    import keras
     import tensorflow as tf
 
     import keras_unet
@@ -694,26 +689,6 @@ class TrainResult:
     replicas: int = 1
 
 
-def _make_time_limit(seconds):
-    import keras
-
-    class TimeLimit(keras.callbacks.Callback):
-        """Stop training after `seconds` of wall time (checked every step)."""
-
-        def __init__(self):
-            super().__init__()
-            self.start = None
-
-        def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            if time.perf_counter() - self.start > seconds:
-                self.model.stop_training = True
-
-    return TimeLimit()
-
-
 def train(config: TrainConfig, callbacks=None) -> TrainResult:
     """Train a U-Net end to end, as ``keras-unet train`` does.
 
@@ -729,7 +704,6 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
         config: the settings.
         callbacks: extra Keras callbacks, appended to the standard ones.
     """
-    import keras
     import tensorflow as tf
 
     from keras_unet import data as unet_data
@@ -806,18 +780,15 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
             batch_size=global_batch,
         )
 
-    resolved = dataclasses.asdict(config)
-    resolved.update(
-        dataclasses.asdict(recipe),
-        resume=False,
-        num_classes=prepared.num_classes,
-        class_of_interest=prepared.class_of_interest,
-        channels=channels,
-    )
+    # "config" holds the settings as given (recipe fields left to the
+    # preset stay None, so --config with another --preset works);
+    # "recipe" is what they resolved to.
     _write_json(
         out / "config.json",
         {
-            "config": {k: resolved[k] for k in dataclasses.asdict(config)},
+            "config": dataclasses.asdict(
+                dataclasses.replace(config, resume=False)
+            ),
             "recipe": dataclasses.asdict(recipe),
             "num_classes": prepared.num_classes,
             "class_of_interest": prepared.class_of_interest,
@@ -833,7 +804,7 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
     if config.mixed_precision:
         keras.config.set_dtype_policy(f"mixed_{config.mixed_precision}")
     try:
-        scope = strategy.scope() if strategy else _nullcontext()
+        scope = strategy.scope() if strategy else contextlib.nullcontext()
         with scope:
             if config.resume:
                 model = load_model(out / "last.keras")
@@ -869,47 +840,51 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
         batch_size=global_batch,
         append_log=config.resume,
     )
-    if config.time_limit:
-        callbacks.append(_make_time_limit(float(config.time_limit)))
     callbacks += list(extra_callbacks or [])
     checkpoint = callbacks[0]
     checkpoint.restore(state)
-    steps_done = int(state.get("steps_done", 0))
-    initial_epoch = steps_done // config.steps
-    within = steps_done % config.steps
+    epochs_done = checkpoint.epochs_done
+    within = checkpoint.steps_done - epochs_done * config.steps
+    if (
+        within >= config.steps
+    ):  # interrupted after its steps, e.g. in validation
+        epochs_done += within // config.steps
+        within %= config.steps
     history = {}
     interrupted = False
+    fit_kwargs = dict(
+        validation_data=val_ds,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=False,  # the stream is shuffled by itself
+    )
     try:
-        if within:  # finish the interrupted epoch first
+        if 0 < within < config.steps and epochs_done < config.epochs:
+            # Finish the interrupted epoch first, then continue the stream
+            # after the samples that epoch draws.
             h = model.fit(
                 train_ds,
-                validation_data=val_ds,
-                initial_epoch=initial_epoch,
-                epochs=initial_epoch + 1,
+                initial_epoch=epochs_done,
+                epochs=epochs_done + 1,
                 steps_per_epoch=config.steps - within,
-                callbacks=callbacks,
-                verbose=config.verbose,
-                shuffle=False,  # the stream is shuffled by itself
+                **fit_kwargs,
             )
             _merge(history, h.history)
-            initial_epoch += 1
-            train_ds = training_stream(
-                initial_epoch * config.steps * global_batch, validate=False
-            )
-        if initial_epoch < config.epochs:
+            epochs_done += 1
+            train_ds = training_stream(checkpoint.samples_drawn)
+        if epochs_done < config.epochs and not model.stop_training:
             h = model.fit(
                 train_ds,
-                validation_data=val_ds,
-                initial_epoch=initial_epoch,
+                initial_epoch=epochs_done,
                 epochs=config.epochs,
                 steps_per_epoch=config.steps,
-                callbacks=callbacks,
-                verbose=config.verbose,
-                shuffle=False,  # the stream is shuffled by itself
+                **fit_kwargs,
             )
             _merge(history, h.history)
     except KeyboardInterrupt:
         interrupted = True
+        if checkpoint.model is None:  # interrupted before training began
+            raise
         saved = checkpoint.save_last(interrupted=True)
         for callback in callbacks:  # close the CSV and TensorBoard writers
             if isinstance(
@@ -940,17 +915,3 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
 def _merge(history, new):
     for key, values in new.items():
         history.setdefault(key, []).extend(values)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def __getattr__(name):
-    if name in ("UNetCheckpoint", "TrainingCurve"):
-        return _Lazy.get(name)
-    raise AttributeError(f"module 'keras_unet.train' has no attribute {name!r}")

@@ -100,10 +100,13 @@ def test_refuses_to_overwrite_and_resumes(tmp_path):
         T.train(small_config(tmp_path / "fresh", resume=True))
 
 
-def test_interrupt_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop_at, epochs_done", [(4, 1), (2, 0)])
+def test_interrupt_leaves_a_resumable_checkpoint(
+    tmp_path, monkeypatch, stop_at, epochs_done
+):
     class Stop(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            if int(self.model.optimizer.iterations.numpy()) == 4:
+            if int(self.model.optimizer.iterations.numpy()) == stop_at:
                 raise KeyboardInterrupt
 
     real = T.training_callbacks
@@ -113,13 +116,15 @@ def test_interrupt_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         T.train(small_config(tmp_path, epochs=3))
     state = json.loads((tmp_path / "run" / "state.json").read_text())
-    assert state["interrupted"] and state["steps_done"] == 4
-    assert state["epochs_done"] == 1
+    assert state["interrupted"] and state["steps_done"] == stop_at
+    assert state["epochs_done"] == epochs_done
     monkeypatch.setattr(T, "training_callbacks", real)
     result = T.train(small_config(tmp_path, epochs=3, resume=True))
     state = json.loads((result.output / "state.json").read_text())
     assert state["steps_done"] == 9 and state["epochs_done"] == 3
-    assert not state["interrupted"]
+    assert state["samples_drawn"] == 18 and not state["interrupted"]
+    assert [int(r["epoch"]) for r in log_rows(result.output)] == [0, 1, 2]
+    assert int(result.model.optimizer.iterations.numpy()) == 9
 
 
 def test_unwritable_output_and_bad_settings_fail_before_training(tmp_path):
@@ -161,6 +166,25 @@ def test_bad_data_fails_before_training(tmp_path):
     assert not (tmp_path / "run" / "last.keras").exists()
 
 
+def test_checkpoint_callback_is_public_and_monitors_in_both_directions(
+    tmp_path,
+):
+    cb = T.UNetCheckpoint(tmp_path, monitor="val_foreground_iou")
+    assert cb.mode == "max" and T.UNetCheckpoint(tmp_path).mode == "min"
+    cb.restore({"best": None, "epochs_done": 0})  # first-epoch interrupt
+    assert cb.best == -np.inf
+    with pytest.raises(ValueError, match="mode"):
+        T.UNetCheckpoint(tmp_path, mode="up")
+
+
+def test_config_file_keeps_preset_open(tmp_path):
+    result = T.train(small_config(tmp_path, epochs=1))
+    paper = T.TrainConfig.from_json(
+        result.output / "config.json", preset="paper"
+    )
+    assert paper.recipe() == T.PRESETS["paper"]
+
+
 def test_config_file_errors(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text('{"filterz": 3}')
@@ -198,6 +222,10 @@ def test_mixed_precision(tmp_path, policy):
         assert isinstance(
             result.model.optimizer, keras.optimizers.LossScaleOptimizer
         )
+        # steps are counted by the checkpoint, also when the loss scaler
+        # skips steps whose gradients overflowed
+        state = json.loads((result.output / "state.json").read_text())
+        assert state["steps_done"] == 3
     assert keras.config.dtype_policy().name == "float32"  # restored
 
 
