@@ -78,15 +78,16 @@ class AugmentConfig:
             gives all 8 rotations/flips of the square).
         scale: ``(low, high)`` range of a random zoom factor (log-uniform),
             or None (the paper does not scale).
-        brightness: an offset uniform in ``[-brightness, brightness]`` is
-            added to the image (images are in [0, 1] after
-            `keras_unet.io.to_float_image`). 0 disables.
+        brightness: an offset uniform in ``[-brightness, brightness]``
+            times the tile's gray-value range (max - min) is added. 0
+            disables.
         contrast: ``(low, high)`` range of a factor applied around the tile
             mean, or None.
         gamma: ``(low, high)`` range of a gamma exponent (log-uniform),
             applied to the tile rescaled to [0, 1], or None.
-        noise: maximum standard deviation of additive Gaussian noise (the
-            standard deviation is uniform in ``[0, noise]``). 0 disables.
+        noise: maximum standard deviation of additive Gaussian noise, as a
+            fraction of the tile's gray-value range (the standard deviation
+            is uniform in ``[0, noise]``). 0 disables.
     """
 
     elastic: bool = True
@@ -158,16 +159,6 @@ class AugmentConfig:
         """Only the exact rotations by 90 degrees and flips."""
         return dataclasses.replace(cls.none(), rot90=True, flip=True)
 
-    @property
-    def geometric(self) -> bool:
-        """Whether any coordinate transform is active."""
-        return bool(
-            self.elastic
-            or self.rotation
-            or self.rot90
-            or self.flip
-            or self.scale
-        )
 
 
 def _as_seed(seed):
@@ -518,21 +509,28 @@ def apply_gray(image, params):
 
     In this order: gamma on the tile rescaled to [0, 1] (and back), contrast
     around the tile mean, brightness offset, additive Gaussian noise
-    (``noise_std * sqrt(2) * erfinv(2u - 1)``).
+    (``noise_std * sqrt(2) * erfinv(2u - 1)``). Brightness and noise are
+    fractions of the tile's gray-value range (max - min), so they act alike
+    on 8-bit, 12-bit and float images.
     """
     image = tf.cast(image, tf.float32)
+    if not params:
+        return image
+    # Offsets and noise are relative to the tile's gray-value range, so a
+    # 12-bit image stored as uint16 (values up to ~0.06 after scaling) gets
+    # the same relative variation as an 8-bit one.
+    vmin, vmax = tf.reduce_min(image), tf.reduce_max(image)
+    span = tf.maximum(vmax - vmin, 1e-6)
     if "gamma" in params:
-        vmin, vmax = tf.reduce_min(image), tf.reduce_max(image)
-        span = tf.maximum(vmax - vmin, 1e-6)
         image = vmin + span * tf.pow((image - vmin) / span, params["gamma"])
     if "contrast" in params:
         mean = tf.reduce_mean(image)
         image = mean + (image - mean) * params["contrast"]
     if "brightness" in params:
-        image = image + params["brightness"]
+        image = image + params["brightness"] * span
     if "noise_std" in params:
         gauss = math.sqrt(2.0) * tf.math.erfinv(2.0 * params["noise_u"] - 1.0)
-        image = image + params["noise_std"] * gauss
+        image = image + (params["noise_std"] * span) * gauss
     return image
 
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 from keras_unet import augment as _augment
 from keras_unet import geometry
 from keras_unet._checks import check_int
-from keras_unet.io import read_image, to_float_image
+from keras_unet.io import read_array, to_float_image
 
 __all__ = ["make_training_dataset", "make_validation_dataset", "tile_shapes"]
 
@@ -109,12 +109,7 @@ def _as_items(data, name):
 
 
 def _load(item):
-    if _is_path(item):
-        path = pathlib.Path(item)
-        if path.suffix.lower() == ".npy":
-            return np.load(path)
-        return read_image(path)
-    return np.asarray(item)
+    return read_array(item) if _is_path(item) else np.asarray(item)
 
 
 def _check_image(image, index):

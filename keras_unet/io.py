@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "IMAGE_SUFFIXES",
     "atomic_path",
+    "read_array",
     "read_image",
     "to_float_image",
     "write_image",
@@ -25,22 +26,43 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
+def _read_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask is process-global
+
+
 def to_float_image(image) -> np.ndarray:
     """Convert an image to float32, scaling integer types to [0, 1].
 
-    uint8 is divided by 255 and uint16 by 65535 (other integer types by their
-    maximum); bool becomes 0/1; float images are kept as they are (float32).
+    uint8 is divided by 255 and uint16 by 65535; bool becomes 0/1; float
+    images are kept as they are (float32). Other integer types (int8,
+    int16, int32, int64, uint32, ...) are refused: their range says nothing
+    about the data (``np.array([[0, 128, 255]])`` is int64), so dividing by
+    the type's maximum would silently give an almost black image.
 
     Raises:
-        ValueError: on an empty image or NaN/inf pixels.
+        ValueError: on an empty image, NaN/inf pixels or an ambiguous
+            integer type.
     """
     image = np.asarray(image)
     if image.size == 0:
         raise ValueError(f"The image is empty. Received: shape={image.shape}")
     if image.dtype == bool:
         return image.astype(np.float32)
-    if np.issubdtype(image.dtype, np.integer):
+    if image.dtype in (np.uint8, np.uint16):
         return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+    if np.issubdtype(image.dtype, np.integer):
+        raise ValueError(
+            f"Images of dtype {image.dtype} are ambiguous: keras_unet scales "
+            "uint8 by 1/255 and uint16 by 1/65535 and keeps floats as they "
+            "are. Convert first, e.g. image.astype(np.uint8) for 0-255 data, "
+            "image.astype(np.uint16) for 16-bit data, or to float32 in the "
+            f"range you train with. Received: dtype={image.dtype}"
+        )
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(
             "Expected an integer, bool or float image. "
@@ -73,10 +95,10 @@ def atomic_path(path):
     tmp = pathlib.Path(tmp)
     try:
         yield tmp
-        if tmp.is_file():  # mkstemp makes 0600 files; use the usual mode
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        if tmp.is_file():
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
+            with open(tmp, "rb") as f:  # on disk before it replaces `path`
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -120,14 +142,33 @@ def write_image(path, image) -> pathlib.Path:
 
     path = pathlib.Path(path)
     image = np.asarray(image)
+    tiff = path.suffix.lower() in (".tif", ".tiff")
+    if not tiff and image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"Cannot write {image.dtype} data to {path.name} without losing "
+            "it (PNG/JPEG hold 8- or 16-bit integers): write a .tif, or "
+            "convert, e.g. (probabilities * 255).astype(np.uint8)."
+        )
     with atomic_path(path) as tmp:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if tiff:
             import tifffile
 
             tifffile.imwrite(tmp, image)
         else:
             if image.ndim == 3 and image.shape[-1] == 3:
                 image = image[..., ::-1]
+            elif image.ndim == 3 and image.shape[-1] == 4:
+                image = image[..., [2, 1, 0, 3]]
             if not cv2.imwrite(str(tmp), np.ascontiguousarray(image)):
                 raise ValueError(f"OpenCV could not write {path}")
     return path
+
+
+def read_array(path) -> np.ndarray:
+    """Read an image file (`read_image`) or a NumPy ``.npy`` file."""
+    path = pathlib.Path(path)
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise FileNotFoundError(f"No such file: {path}")
+        return np.load(path)
+    return read_image(path)

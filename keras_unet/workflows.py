@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from keras_unet.io import IMAGE_SUFFIXES, atomic_path, read_image, write_image
+from keras_unet.io import IMAGE_SUFFIXES, atomic_path, read_array, write_image
 
 __all__ = [
     "evaluate_predictions",
@@ -61,11 +61,6 @@ def _load_model(model_path):
     from keras_unet.model import load_model
 
     return load_model(model_path, compile=False)
-
-
-def _read(path):
-    path = pathlib.Path(path)
-    return np.load(path) if path.suffix == ".npy" else read_image(path)
 
 
 def predict_files(
@@ -136,7 +131,7 @@ def predict_files(
     written = []
     for f in files:
         t0 = time.perf_counter()
-        image = _read(f)
+        image = read_array(f)
         prob = predict_tiled(
             model,
             image,

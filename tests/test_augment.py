@@ -320,3 +320,12 @@ def test_mismatched_label_size_is_reported():
         tf.errors.InvalidArgumentError, match="same height and width"
     ):
         A.random_augment(np.zeros((10, 10)), np.zeros((10, 11), np.int32))
+
+
+def test_gray_values_scale_with_the_image_range():
+    """A 12-bit image in uint16 (up to ~0.06) varies like an 8-bit one."""
+    x = tf.constant(np.random.default_rng(8).random((40, 40, 1)), tf.float32)
+    cfg = A.AugmentConfig()
+    full = A.gray_value_augment(x, 3, cfg).numpy()
+    dim = A.gray_value_augment(x * 0.0625, 3, cfg).numpy()
+    np.testing.assert_allclose(dim, full * 0.0625, rtol=1e-4, atol=1e-6)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from keras_unet import figures
-from keras_unet.io import atomic_path, read_image, to_float_image, write_image
+from keras_unet.io import (
+    atomic_path,
+    read_array,
+    read_image,
+    to_float_image,
+    write_image,
+)
 
 
 def test_to_float_image_scales_by_dtype():
@@ -91,3 +97,29 @@ def test_figures_grid_and_plot(tmp_path):
     assert plot.shape == (420, 640, 3) and (plot != 255).any()
     path = figures.save_panels(tmp_path / "f.png", [grey, colored])
     assert read_image(path).shape[-1] == 3
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.uint32])
+def test_to_float_image_refuses_ambiguous_integer_types(dtype):
+    with pytest.raises(ValueError, match="ambiguous.*astype"):
+        to_float_image(np.array([[0, 128, 255]], dtype))
+
+
+def test_write_image_rgba_and_float_png(tmp_path):
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0] = 255  # red
+    rgba[..., 3] = 200
+    back = read_image(write_image(tmp_path / "a.png", rgba))
+    np.testing.assert_array_equal(back, rgba)
+    with pytest.raises(ValueError, match="write a .tif"):
+        write_image(tmp_path / "p.png", np.zeros((4, 4), np.float32))
+    assert not (tmp_path / "p.png").exists()
+    np.testing.assert_array_equal(
+        read_array(
+            write_image(tmp_path / "p.tif", np.eye(3, dtype=np.float32))
+        ),
+        np.eye(3),
+    )
+    with open(tmp_path / "x.NPY", "wb") as f:  # np.save would add ".npy"
+        np.save(f, np.arange(3))
+    np.testing.assert_array_equal(read_array(tmp_path / "x.NPY"), np.arange(3))
