@@ -160,7 +160,6 @@ class AugmentConfig:
         return dataclasses.replace(cls.none(), rot90=True, flip=True)
 
 
-
 def _as_seed(seed):
     """A stateless seed: shape-[2] int32 tensor (an int becomes [seed, 0])."""
     if isinstance(seed, numbers.Integral):

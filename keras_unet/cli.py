@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 import keras_unet
@@ -16,8 +17,9 @@ import keras_unet
 __all__ = ["main"]
 
 
-class CLIError(Exception):
-    """An error in the user's input, printed without a traceback."""
+# keras_unet.train.PRESETS, named here so that building the parser does not
+# import Keras (a test checks that the two agree)
+PRESET_NAMES = ("adam", "large-batch", "paper", "plain")
 
 
 def _quiet_tensorflow():
@@ -249,7 +251,10 @@ _TRAIN_OPTIONS = {
     ),
     "batch_norm": (
         ["--batch-norm"],
-        dict(action="store_const", const=True, help="batch normalization"),
+        dict(
+            action=argparse.BooleanOptionalAction,
+            help="batch normalization after every 3x3 conv (default off)",
+        ),
     ),
     "dropout": (
         ["--dropout"],
@@ -269,7 +274,10 @@ _TRAIN_OPTIONS = {
     ),
     "batch_size": (
         ["--batch-size"],
-        dict(type=_positive_int, help="tiles per step (preset)"),
+        dict(
+            type=_positive_int,
+            help="tiles per step, per GPU with --distribute (preset)",
+        ),
     ),
     "optimizer": (
         ["--optimizer"],
@@ -335,9 +343,8 @@ _TRAIN_OPTIONS = {
     "xla": (
         ["--xla"],
         dict(
-            action="store_const",
-            const=True,
-            help="compile the training step with XLA",
+            action=argparse.BooleanOptionalAction,
+            help="compile the training step with XLA (default off)",
         ),
     ),
     "distribute": (
@@ -350,9 +357,8 @@ _TRAIN_OPTIONS = {
     "deterministic": (
         ["--deterministic"],
         dict(
-            action="store_const",
-            const=True,
-            help="deterministic TF ops (slower)",
+            action=argparse.BooleanOptionalAction,
+            help="deterministic TF ops, slower (default off)",
         ),
     ),
     "cache_dir": (
@@ -367,21 +373,20 @@ def _cmd_train(args):
     from keras_unet.train import TrainConfig, train
 
     overrides = {dest: getattr(args, dest) for dest in _TRAIN_OPTIONS}
-    if overrides["format"] is None and not args.config:
-        overrides["format"] = "isbi2012" if args.data else "synthetic"
+    config_file = args.config
+    if args.resume and not config_file:
+        # continue the run with its own settings (command-line options win)
+        stored = pathlib.Path(args.output or "runs/unet") / "config.json"
+        config_file = stored if stored.is_file() else None
+    if overrides["format"] is None and not config_file:
+        if args.masks:
+            overrides["format"] = "folders"
+        else:
+            overrides["format"] = "isbi2012" if args.data else "synthetic"
     if args.no_tensorboard:
         overrides["tensorboard"] = False
     if args.quiet:
         overrides["verbose"] = 0
-    config_file = args.config
-    if args.resume and not config_file:
-        # continue the run with its own settings (command-line options win)
-        import pathlib
-
-        stored = pathlib.Path(args.output or "runs/unet") / "config.json"
-        if stored.is_file():
-            config_file = stored
-            overrides["format"] = args.format
     if config_file:
         config = TrainConfig.from_json(config_file, **overrides)
     else:
@@ -437,8 +442,6 @@ def _cmd_evaluate(args):
 
 def _cmd_export(args):
     _quiet_tensorflow()
-    import keras
-
     from keras_unet.export import export_saved_model
     from keras_unet.workflows import _load_model
 
@@ -451,7 +454,6 @@ def _cmd_export(args):
         tile_size=args.tile_size,
         overwrite=args.overwrite,
     )
-    del keras
     print(
         f"Wrote the SavedModel {path} (serving_default: image of any size "
         "-> probabilities); see docs/serving.md for TensorFlow Serving."
@@ -525,9 +527,7 @@ def build_parser():
     )
     for dest, (flags, kwargs) in _TRAIN_OPTIONS.items():
         if dest == "preset":
-            from keras_unet.train import PRESETS
-
-            kwargs = dict(kwargs, choices=sorted(PRESETS))
+            kwargs = dict(kwargs, choices=PRESET_NAMES)
         p.add_argument(*flags, dest=dest, default=None, **kwargs)
     p.add_argument(
         "--no-tensorboard",
@@ -636,8 +636,8 @@ def main(argv=None):
     try:
         return args.func(args)
     except (
-        CLIError,
         ValueError,
+        TypeError,
         FileNotFoundError,
         FileExistsError,
         NotADirectoryError,

@@ -7,7 +7,7 @@ gray values), labels and weights cropped to the output of the valid-padding
 network. Training is then plain ``model.fit(dataset, steps_per_epoch=...)``:
 Keras passes the weight tile to the loss as a per-pixel ``sample_weight``.
 
-`make_validation_dataset` yields tiles that cover every image exactly once,
+`make_validation_dataset` yields tiles that cover every pixel exactly once,
 without augmentation (pixels of the last tiles that lie outside the image get
 weight 0).
 """
@@ -50,8 +50,22 @@ def tile_shapes(input_size=572, depth=4, padding="valid", model=None):
 
         spec = inspect_unet(model)
         depth, padding = spec.depth, spec.padding
+        fixed = tuple(model.input_shape[1:3])
         if input_size is None:
-            input_size = tuple(model.input_shape[1:3])
+            input_size = fixed
+        elif None not in fixed:
+            wanted = (
+                (int(input_size),) * 2
+                if isinstance(input_size, numbers.Integral)
+                else tuple(input_size)
+            )
+            if wanted != fixed:
+                raise ValueError(
+                    f"The model only takes {fixed[0]}x{fixed[1]} inputs, but "
+                    f"input_size={input_size!r}: pass input_size=None (or "
+                    f"{fixed[0]}), or build the model with (None, None, C) "
+                    "inputs to train on any valid tile size."
+                )
     if input_size is None or (
         not isinstance(input_size, numbers.Integral)
         and None in tuple(input_size)
@@ -467,14 +481,17 @@ def make_validation_dataset(
     model=None,
     num_classes=2,
     batch_size=1,
-    validate=True,
 ):
     """Tiles covering every image once, without augmentation.
 
     Output tiles lie on a grid over each image; their context is mirrored at
     the image border, and the label pixels of the last tiles that fall
-    outside the image get weight 0, so every labelled pixel counts exactly
-    once in `model.evaluate` / the validation loss.
+    outside the image get weight 0, so every labelled pixel lies in exactly
+    one tile. (With `keras_unet.losses.WeightedCrossentropy`, normalized per
+    batch, pixels of small edge tiles weigh more in the validation loss
+    than pixels of full tiles; the pixel-counting metrics count every pixel
+    once.) The images are always read once up front: their sizes lay out
+    the tiles.
 
     Args: as `make_training_dataset`.
 
@@ -483,7 +500,6 @@ def make_validation_dataset(
     """
     in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
     batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")
-    del validate  # the images are always read once: their sizes lay out tiles
     source = _make_source(images, labels, weights, num_classes, validate=True)
     origins = validation_tiles(source.shapes, out_hw)
     load = _loader(source)

@@ -478,6 +478,18 @@ def _unannotated(instances, markers):
     return mask
 
 
+def _check_unique_stems(files, folder):
+    seen = {}
+    for f in files:
+        if f.stem in seen:
+            raise ValueError(
+                f"{folder} holds {seen[f.stem].name} and {f.name}, which share "
+                "a name stem; images are paired with masks (and outputs are "
+                "named) by stem. Keep one."
+            )
+        seen[f.stem] = f
+
+
 def load_folders(
     images, masks, mask_suffix="", mask_type="classes", num_classes=None
 ) -> ImageSet:
@@ -507,15 +519,28 @@ def load_folders(
     image_dir = _require_dir(images, "a folder of image files")
     mask_dir = _require_dir(masks, "a folder of mask files")
     image_files = _image_files(image_dir)
+    if mask_suffix and image_dir.resolve() == mask_dir.resolve():
+        # images and masks in one folder: the masks are not images
+        image_files = [
+            f for f in image_files if not f.stem.endswith(mask_suffix)
+        ]
     if not image_files:
         raise FileNotFoundError(
             f"{image_dir} holds no image files (.png, .tif, .jpg, .bmp)."
         )
+    _check_unique_stems(image_files, image_dir)
     mask_files = {}
     for f in _image_files(mask_dir):
         stem = f.stem
-        if mask_suffix and stem.endswith(mask_suffix):
+        if mask_suffix:
+            if not stem.endswith(mask_suffix):
+                continue
             stem = stem[: -len(mask_suffix)]
+        if stem in mask_files:
+            raise ValueError(
+                f"Two masks in {mask_dir} belong to '{stem}': "
+                f"{mask_files[stem].name} and {f.name}. Keep one."
+            )
         mask_files[stem] = f
     missing = [f.name for f in image_files if f.stem not in mask_files]
     if missing:

@@ -32,6 +32,8 @@ def to_display(image, lo_pct=0.5, hi_pct=99.5) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
+    elif image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., :3]  # drop alpha
     if image.dtype != np.uint8:
         image = image.astype(np.float64)
         lo, hi = np.percentile(image, [lo_pct, hi_pct])
@@ -83,11 +85,10 @@ def overlay(image, mask, color=(255, 40, 40), alpha=0.45) -> np.ndarray:
 def _titled(panel, title, width):
     import cv2
 
-    panel = (
-        to_display(panel)
-        if panel.dtype != np.uint8 or panel.ndim == 2
-        else panel
+    is_rgb = (
+        panel.dtype == np.uint8 and panel.ndim == 3 and panel.shape[-1] == 3
     )
+    panel = panel if is_rgb else to_display(panel)
     h, w = panel.shape[:2]
     bar = np.full((24, width, 3), 255, np.uint8)
     cv2.putText(

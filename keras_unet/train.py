@@ -375,7 +375,10 @@ class TrainConfig:
 
     Data: `data` is a path (None for the built-in synthetic cells), `format`
     one of "isbi2012", "ctc", "folders", "synthetic". For "folders", `data`
-    is the image folder and `masks` the mask folder.
+    is the image folder and `masks` the mask folder. `val_names` (else a
+    seeded `val_fraction`) picks the validation images, which decide
+    ``best.keras``; `holdout_names` are left out of training and
+    validation altogether (keep them for an unbiased test).
 
     Recipe fields left None come from `preset` (see `PRESETS`).
     """
@@ -390,6 +393,7 @@ class TrainConfig:
     synthetic_size: int = 256
     val_fraction: float = 0.2
     val_names: list | None = None
+    holdout_names: list | None = None
     # model
     depth: int = 4
     filters: int = 64
@@ -495,7 +499,49 @@ class TrainConfig:
                 "`distribute` must be None or 'mirrored'. "
                 f"Received: {self.distribute!r}"
             )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(
+                f"`seed` must be an integer. Received: {self.seed!r}"
+            )
+        if self.early_stopping is not None and (
+            not isinstance(self.early_stopping, int) or self.early_stopping < 1
+        ):
+            raise ValueError(
+                "`early_stopping` must be None or a patience >= 1 (epochs). "
+                f"Received: {self.early_stopping!r}"
+            )
+        for name, low in (("w0", 0.0), ("sigma", 0.0)):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value >= low:
+                raise ValueError(
+                    f"`{name}` must be a number >= {low}. Received: {value!r}"
+                )
+        if self.sigma == 0:
+            raise ValueError("`sigma` must be > 0 (the paper uses 5 px).")
+        if (
+            not isinstance(self.dropout, int | float)
+            or not 0 <= self.dropout < 1
+        ):
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: {self.dropout!r}"
+            )
         recipe = self.recipe()
+        if (
+            isinstance(recipe.batch_size, bool)
+            or not isinstance(recipe.batch_size, int)
+            or recipe.batch_size < 1
+        ):
+            raise ValueError(
+                "`batch_size` must be an integer >= 1. "
+                f"Received: {recipe.batch_size!r}"
+            )
+        if not isinstance(recipe.learning_rate, int | float) or not (
+            recipe.learning_rate > 0
+        ):
+            raise ValueError(
+                "`learning_rate` must be a number > 0. "
+                f"Received: {recipe.learning_rate!r}"
+            )
         if recipe.weights not in ("unet", "balanced", "none"):
             raise ValueError(
                 "`weights` must be 'unet', 'balanced' or 'none'. "
@@ -606,20 +652,39 @@ def prepare(imageset, recipe, cache_dir, w0=10.0, sigma=5.0) -> Prepared:
     )
 
 
-def split_validation(n, fraction, seed, names=None, val_names=None):
-    """Indices (train, val): `val_names` if given, else a seeded fraction."""
-    if val_names:
-        missing = sorted(set(val_names) - set(names))
+def split_validation(
+    n, fraction, seed, names=None, val_names=None, holdout_names=None
+):
+    """Indices (train, val): `val_names` if given, else a seeded fraction.
+
+    Images named in `holdout_names` are in neither list.
+    """
+    for what, chosen in (
+        ("val_names", val_names),
+        ("holdout_names", holdout_names),
+    ):
+        missing = sorted(set(chosen or []) - set(names or []))
         if missing:
-            raise ValueError(f"val_names {missing} are not in the data.")
+            raise ValueError(f"{what} {missing} are not in the data.")
+    held = {
+        i
+        for i, name in enumerate(names or [])
+        if name in set(holdout_names or [])
+    }
+    pool = [i for i in range(n) if i not in held]
+    if val_names:
         val = [i for i, name in enumerate(names) if name in set(val_names)]
+        if held & set(val):
+            raise ValueError(
+                "An image cannot be both in val_names and holdout_names."
+            )
     else:
-        k = int(round(n * fraction))
-        if fraction > 0 and k == 0 and n > 1:
+        k = int(round(len(pool) * fraction))
+        if fraction > 0 and k == 0 and len(pool) > 1:
             k = 1
         rng = np.random.default_rng(seed)
-        val = sorted(rng.permutation(n)[:k].tolist()) if k else []
-    train = [i for i in range(n) if i not in set(val)]
+        val = sorted(rng.permutation(pool)[:k].tolist()) if k else []
+    train = [i for i in pool if i not in set(val)]
     if not train:
         raise ValueError(
             f"No image left for training: {n} image(s), {len(val)} for "
@@ -724,6 +789,7 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
         config.seed,
         prepared.names,
         config.val_names,
+        config.holdout_names,
     )
 
     def pick(items, idx):

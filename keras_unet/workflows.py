@@ -129,6 +129,8 @@ def predict_files(
             "Two input files share a file stem; outputs would clash."
         )
     written = []
+    # the record exists (marked incomplete) before the first map is written
+    _write_record(out, model_name, class_of_interest, num_classes, tta, None)
     for f in files:
         t0 = time.perf_counter()
         image = read_array(f)
@@ -140,34 +142,49 @@ def predict_files(
             tta=tta,
             verbose=0,
         )[..., class_of_interest].astype(np.float32)
-        path = write_image(out / f"{pathlib.Path(f).stem}.tif", prob)
+        path = _write_prediction(
+            out,
+            pathlib.Path(f).stem,
+            prob,
+            figures.overlay(image, prob > 0.5) if overlays else None,
+        )
         written.append(path)
-        if overlays:
-            write_image(
-                out / "overlays" / f"{pathlib.Path(f).stem}.png",
-                figures.overlay(image, prob > 0.5),
-            )
         if verbose:
             print(f"{f} -> {path} ({time.perf_counter() - t0:.1f} s)")
+    _write_record(out, model_name, class_of_interest, num_classes, tta, written)
+    return written
+
+
+def _write_prediction(out, stem, prob, overlay=None):
+    """``<stem>.tif`` (float32 map) and ``overlays/<stem>.png``."""
+    path = write_image(out / f"{stem}.tif", np.asarray(prob, np.float32))
+    if overlay is not None:
+        write_image(out / "overlays" / f"{stem}.png", overlay)
+    return path
+
+
+def _write_record(out, model_name, class_of_interest, num_classes, tta, files):
+    """``predictions.json``: what the maps are (for `evaluate_predictions`).
+
+    Class 0 of a two-class model is the background/membrane class (its map
+    is a membrane probability, as ISBI 2012 scores); any other class is a
+    foreground probability, inverted before membrane-based scoring.
+    """
     meaning = (
         "membrane"
-        if info.get("config", {}).get("format") == "isbi2012"
-        else (
-            "membrane"
-            if class_of_interest == 0 and num_classes == 2
-            else "foreground"
-        )
+        if class_of_interest == 0 and num_classes == 2
+        else "foreground"
     )
     record = {
         "model": model_name,
         "class_of_interest": int(class_of_interest),
         "meaning": meaning,
         "tta": tta if tta is None or isinstance(tta, str | bool) else list(tta),
-        "files": [p.name for p in written],
+        "complete": files is not None,
+        "files": [pathlib.Path(p).name for p in files or []],
     }
     with atomic_path(out / PREDICTION_INFO) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
-    return written
 
 
 def evaluate_predictions(
@@ -216,23 +233,70 @@ class DemoSettings:
     size: int = 256
 
 
+DEMO_MARKER = ".keras_unet_demo"
+_DEMO_OUTPUTS = (
+    "best.keras",
+    "last.keras",
+    "state.json",
+    "config.json",
+    "log.csv",
+    "training_curve.png",
+    "report.json",
+    "tensorboard",
+    "predictions",
+)
+
+
+def _prepare_demo_output(out):
+    """An empty demo folder; an earlier demo run in it is replaced.
+
+    Only a folder holding the demo's marker file is cleared (its weight-map
+    cache is kept); any other folder with a training run is refused, so
+    nothing a user made is deleted.
+    """
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / DEMO_MARKER
+    present = [n for n in _DEMO_OUTPUTS if (out / n).exists()]
+    if present and not marker.exists():
+        raise FileExistsError(
+            f"{out} already holds {', '.join(present)} not made by "
+            "keras-unet demo; choose another --output (nothing was changed)."
+        )
+    for name in present:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    marker.write_text(
+        "made by keras-unet demo; rerunning the demo replaces it\n"
+    )
+
+
 def run_demo(
     output="demo_output", data=None, seed=0, quick=False, settings=None
 ):
     """Train on the built-in data, segment held-out images, evaluate.
 
-    With ``data=None`` the built-in synthetic cells are used (10 training
-    images and 2 held-out images with instance labels); with the path of an
-    ISBI 2012 folder, slices 00-19 train and 20-23 are held out. Writes to
-    `output`: the training run (``best.keras``, ``log.csv``,
-    ``training_curve.png``, ...), ``predictions/`` (probability maps and
-    overlays of the held-out images) and ``report.json`` (pixel, Rand and
-    warping error, and for cells the SEG IoU of the segmented cells).
+    With ``data=None`` the built-in synthetic cells are used: 10 images for
+    training (8) and validation (2), and 2 further held-out images of a
+    different seed with instance labels. With the path of an ISBI 2012
+    folder, its last 4 labelled slices (20-23 of the 24 PNG slices) are
+    held out, and the others train (80%) and validate (20%). Held-out
+    images never influence training or the choice of ``best.keras``.
+
+    Writes to `output`: the training run (``best.keras``, ``log.csv``,
+    ``training_curve.png``, ...), ``predictions/`` (probability maps,
+    ``predictions.json`` and ``overlays/``) and ``report.json`` (pixel,
+    Rand and warping error, and for cells the SEG IoU of the segmented
+    cells). Running the demo again into the same folder replaces the
+    earlier demo run.
 
     Returns:
         The report dict.
     """
-    from keras_unet import datasets, metrics, train
+    from scipy import ndimage
+
+    from keras_unet import datasets, figures, metrics, train
     from keras_unet.tiling import predict_tiled
     from keras_unet.weights import separate_instances
 
@@ -248,6 +312,7 @@ def run_demo(
             batch_size=2,
         )
     out = pathlib.Path(output)
+    _prepare_demo_output(out)
     t_start = time.perf_counter()
     if data is None:
         config = train.TrainConfig(
@@ -260,40 +325,28 @@ def run_demo(
             2, s.size, seed=seed + 1000
         )
         held_out = [
-            {
-                "name": f"heldout_{i}",
-                "image": im,
-                "instances": ins,
-                # ISBI-style: cells 1; background and separation lines 0
-                "membrane_label": separate_instances(ins).astype(np.uint8),
-            }
+            # ISBI-style label: cells 1; background and separation lines 0
+            (f"heldout_{i}", im, ins, separate_instances(ins).astype(np.uint8))
             for i, (im, ins) in enumerate(zip(images, instances))
         ]
-        interest = 1
     else:
         isbi = datasets.load_isbi2012(data, "train")
-        names = isbi.names
-        if len(names) < 6:
+        if len(isbi) < 8:
             raise ValueError(
-                f"{data}: need at least 6 labelled slices for the demo."
+                f"{data}: the demo needs at least 8 labelled slices."
             )
-        val_names = names[-4:]
+        holdout = isbi.names[-4:]
         config = train.TrainConfig(
             data=str(data),
             format="isbi2012",
-            val_names=val_names,
+            holdout_names=holdout,
+            val_fraction=0.2,
         )
         held_out = [
-            {
-                "name": n,
-                "image": isbi.images[i],
-                "instances": None,
-                "membrane_label": isbi.labels[i],
-            }
-            for i, n in enumerate(names)
-            if n in set(val_names)
+            (n, isbi.images[i], None, isbi.labels[i])
+            for i, n in enumerate(isbi.names)
+            if n in set(holdout)
         ]
-        interest = 0
     config = dataclasses.replace(
         config,
         output=str(out),
@@ -308,38 +361,33 @@ def run_demo(
         verbose=0 if quick else 2,
     )
     result = train.train(config)
-    model = result.model
-    if (out / "best.keras").is_file():
-        model = _load_model(out / "best.keras")
+    model = _load_model(out / "best.keras")
     pred_dir = out / "predictions"
-    from keras_unet import figures
-
-    rows = []
-    for item in held_out:
-        prob = predict_tiled(model, item["image"], verbose=0)
-        p_interest = prob[..., interest]
-        write_image(
-            pred_dir / f"{item['name']}.tif", p_interest.astype(np.float32)
+    pred_dir.mkdir(exist_ok=True)
+    # class 1 (cells) for cell data; class 0 (membrane) for ISBI 2012
+    interest = 1 if data is None else 0
+    _write_record(pred_dir, str(out / "best.keras"), interest, 2, None, None)
+    rows, written = [], []
+    for name, image, instances, label in held_out:
+        prob = predict_tiled(model, image, verbose=0)
+        membrane = prob[..., 0]
+        scores = metrics.isbi_scores(membrane, label)
+        row = {"image": name}
+        row.update(
+            {
+                k: scores[k]
+                for k in ("pixel_error", "rand_error", "warping_error")
+            }
         )
-        membrane = 1.0 - prob[..., 1]
-        scores = metrics.isbi_scores(membrane, item["membrane_label"])
-        row = {
-            "image": item["name"],
-            "pixel_error": scores["pixel_error"],
-            "rand_error": scores["rand_error"],
-            "warping_error": scores["warping_error"],
-        }
         cells = prob[..., 1] > 0.5
-        if item["instances"] is not None:
-            from scipy import ndimage
-
-            pred_instances, _ = ndimage.label(cells)
-            row["seg_iou"] = metrics.seg_iou(pred_instances, item["instances"])
+        if instances is not None:
+            segmented, _ = ndimage.label(cells)
+            row["seg_iou"] = metrics.seg_iou(segmented, instances)
             panels = [
-                item["image"],
-                figures.color_instances(item["instances"]),
-                figures.overlay(item["image"], ~cells),
-                figures.color_instances(pred_instances),
+                image,
+                figures.color_instances(instances),
+                figures.overlay(image, ~cells),
+                figures.color_instances(segmented),
             ]
             titles = [
                 "held-out image",
@@ -349,18 +397,21 @@ def run_demo(
             ]
         else:
             panels = [
-                item["image"],
-                figures.overlay(item["image"], item["membrane_label"] == 0),
-                figures.overlay(item["image"], membrane > 0.5),
+                image,
+                figures.overlay(image, label == 0),
+                figures.overlay(image, membrane > 0.5),
             ]
             titles = ["held-out slice", "true membrane", "predicted membrane"]
-        figures.save_panels(
-            pred_dir / "overlays" / f"{item['name']}.png",
-            panels,
-            titles,
-            ncols=len(panels),
+        written.append(
+            _write_prediction(
+                pred_dir,
+                name,
+                prob[..., interest],
+                figures.panel_grid(panels, titles, ncols=len(panels)),
+            )
         )
         rows.append(row)
+    _write_record(pred_dir, str(out / "best.keras"), interest, 2, None, written)
     keys = [k for k in rows[0] if k != "image"]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     report = {
@@ -368,6 +419,10 @@ def run_demo(
         "held_out": rows,
         "mean": mean,
         "training": {
+            "train_images": [
+                result.data.names[i] for i in result.train_indices
+            ],
+            "val_images": [result.data.names[i] for i in result.val_indices],
             "epochs": len(result.history.get("loss", [])),
             "final_loss": (result.history.get("loss") or [None])[-1],
             "final_val_loss": (result.history.get("val_loss") or [None])[-1],

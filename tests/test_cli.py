@@ -374,3 +374,57 @@ def test_demo_quick_console_script(tmp_path):
         tmp_path / "demo" / "predictions" / "overlays" / "heldout_0.png"
     ).is_file()
     assert "E0000" not in out.stderr and "UserWarning" not in out.stderr
+
+
+def test_demo_reruns_into_its_folder_and_refuses_foreign_runs(tmp_path):
+    from keras_unet.workflows import run_demo
+
+    out = tmp_path / "demo"
+    first = run_demo(out, quick=True)
+    again = run_demo(out, quick=True)
+    assert first["mean"] == again["mean"]  # same seed, same result
+    record = json.loads((out / "predictions" / "predictions.json").read_text())
+    assert record["meaning"] == "foreground" and record["complete"]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "best.keras").write_text("my model")
+    with pytest.raises(FileExistsError, match="not made by keras-unet demo"):
+        run_demo(foreign, quick=True)
+    assert (foreign / "best.keras").read_text() == "my model"
+
+
+@pytest.mark.slow
+def test_demo_on_isbi_holds_out_the_last_slices(tmp_path, shared_data):
+    from keras_unet.workflows import run_demo
+
+    report = run_demo(
+        tmp_path / "d", data=shared_data / "isbi2012-em", quick=True
+    )
+    assert [r["image"] for r in report["held_out"]] == ["20", "21", "22", "23"]
+    used = report["training"]["train_images"] + report["training"]["val_images"]
+    assert len(used) == 20 and not set(used) & {"20", "21", "22", "23"}
+    record = json.loads(
+        (tmp_path / "d" / "predictions" / "predictions.json").read_text()
+    )
+    assert record["meaning"] == "membrane"
+
+
+def test_preset_names_match_the_recipes():
+    from keras_unet.train import PRESETS
+
+    assert tuple(sorted(PRESETS)) == cli.PRESET_NAMES
+
+
+def test_building_the_parser_does_not_import_tensorflow():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from keras_unet import cli; "
+            "cli.build_parser(); print('tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"

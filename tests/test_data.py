@@ -213,6 +213,8 @@ def test_tile_shapes_from_model():
     assert data.tile_shapes(None, model=fixed) == ((60, 92), (20, 52))
     with pytest.raises(ValueError, match="input_size"):
         data.tile_shapes(None, model=model)
+    with pytest.raises(ValueError, match="only takes 60x92 inputs"):
+        data.tile_shapes(76, model=fixed)
 
 
 @pytest.mark.parametrize(

@@ -296,3 +296,21 @@ def test_load_synthetic_and_subset():
     sub = data.subset([2, 0])
     assert sub.names == ["synthetic_002", "synthetic_000"]
     np.testing.assert_array_equal(sub.instances[1], data.instances[0])
+
+
+def test_folders_images_and_masks_in_one_folder_and_duplicates(tmp_path):
+    rng = np.random.default_rng(5)
+    for stem in ("a", "b"):
+        write_image(
+            tmp_path / f"{stem}.png",
+            rng.integers(0, 255, (8, 9), dtype=np.uint8),
+        )
+        write_image(
+            tmp_path / f"{stem}_mask.png",
+            (rng.random((8, 9)) > 0.5).astype(np.uint8),
+        )
+    data = load_folders(tmp_path, tmp_path, mask_suffix="_mask")
+    assert data.names == ["a", "b"]
+    write_image(tmp_path / "a.tif", np.zeros((8, 9), np.uint8))
+    with pytest.raises(ValueError, match="share a name stem"):
+        load_folders(tmp_path, tmp_path, mask_suffix="_mask")

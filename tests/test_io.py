@@ -95,6 +95,8 @@ def test_figures_grid_and_plot(tmp_path):
         {"loss": ([1, 2, 3], [3.0, 2.0, 1.5])}, "t", "x", "y"
     )
     assert plot.shape == (420, 640, 3) and (plot != 255).any()
+    rgba = np.zeros((5, 6, 4), np.uint8)
+    assert figures.panel_grid([rgba, np.zeros((5, 6, 2))]).ndim == 3
     path = figures.save_panels(tmp_path / "f.png", [grey, colored])
     assert read_image(path).shape[-1] == 3
 

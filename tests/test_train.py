@@ -142,6 +142,12 @@ def test_unwritable_output_and_bad_settings_fail_before_training(tmp_path):
         (dict(optimizer="rmsprop"), "optimizer"),
         (dict(mixed_precision="int8"), "mixed_precision"),
         (dict(steps=0), "steps"),
+        (dict(seed="0"), "seed"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(learning_rate=-1.0), "learning_rate"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(sigma=0.0), "sigma"),
+        (dict(early_stopping=0), "early_stopping"),
     ]:
         with pytest.raises(ValueError, match=match):
             T.train(small_config(tmp_path, **kw))
