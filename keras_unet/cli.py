@@ -312,7 +312,26 @@ _TRAIN_OPTIONS = {
         ["--val-fraction"],
         dict(
             type=float,
-            help="fraction of images held out for validation (default 0.2)",
+            help="fraction of the training images used for validation, "
+            "which picks best.keras (default 0.2)",
+        ),
+    ),
+    "val_names": (
+        ["--val-names"],
+        dict(
+            nargs="+",
+            metavar="NAME",
+            help="validate on these images (file stems, e.g. 16 17) instead "
+            "of a random --val-fraction",
+        ),
+    ),
+    "holdout_names": (
+        ["--holdout"],
+        dict(
+            nargs="+",
+            metavar="NAME",
+            help="leave these images (file stems, e.g. 20 21 22 23) out of "
+            "training and validation, to test on them afterwards",
         ),
     ),
     "early_stopping": (
@@ -409,9 +428,10 @@ def _cmd_predict(args):
     from keras_unet.workflows import predict_files
 
     tta = "d4" if args.tta else None
+    inputs = args.input[0] if len(args.input) == 1 else args.input
     predict_files(
         args.model,
-        args.input,
+        inputs,
         args.output,
         class_of_interest=args.class_,
         tta=tta,
@@ -546,7 +566,12 @@ def build_parser():
         "models, else the cells) and OUTPUT/overlays/<stem>.png.",
     )
     p.add_argument("--model", required=True, help="a .keras model file")
-    p.add_argument("--input", required=True, help="an image file or folder")
+    p.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        help="image files, or one folder of images",
+    )
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument(
         "--tta", action="store_true", help="average over the 8 rotations/flips"

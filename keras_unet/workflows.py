@@ -120,7 +120,15 @@ def predict_files(
             f"class_of_interest={class_of_interest} but the model has "
             f"{num_classes} output channel(s)."
         )
-    files = inputs if isinstance(inputs, list | tuple) else list_images(inputs)
+    if isinstance(inputs, list | tuple):
+        files = [pathlib.Path(f) for f in inputs]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"No such image file(s): {', '.join(missing)}"
+            )
+    else:
+        files = list_images(inputs)
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stems = [pathlib.Path(f).stem for f in files]

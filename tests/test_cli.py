@@ -428,3 +428,63 @@ def test_building_the_parser_does_not_import_tensorflow():
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_holdout_val_names_and_several_inputs(tmp_path):
+    img, msk = _folders(tmp_path, n=4)
+    run = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(img),
+                "--masks",
+                str(msk),
+                "--output",
+                str(run),
+                "--val-names",
+                "c1",
+                "--holdout",
+                "c2",
+                "c3",
+                *SMALL,
+            ]
+        )
+        == 0
+    )  # --masks implies folders
+    info = json.loads((run / "config.json").read_text())
+    assert info["train_names"] == ["c0"] and info["val_names"] == ["c1"]
+    out = tmp_path / "p"
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(run / "best.keras"),
+                "--input",
+                str(img / "c2.png"),
+                str(img / "c3.png"),
+                "--output",
+                str(out),
+                "--no-overlay",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.glob("*.tif")) == ["c2.tif", "c3.tif"]
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(run / "best.keras"),
+                "--input",
+                str(img / "c2.png"),
+                str(img / "nope.png"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 2
+    )
