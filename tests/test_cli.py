@@ -115,42 +115,22 @@ def _folders(tmp_path, n=3, size=(64, 72)):
 def test_train_predict_evaluate_export(tmp_path, capsys):
     img, msk = _folders(tmp_path)
     run = tmp_path / "run"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--data",
-                str(img),
-                "--format",
-                "folders",
-                "--masks",
-                str(msk),
-                "--output",
-                str(run),
-                *SMALL,
-            ]
-        )
-        == 0
-    )
+    train_argv = [
+        "train",
+        "--data",
+        str(img),
+        "--format",
+        "folders",
+        "--masks",
+        str(msk),
+        "--output",
+        str(run),
+        *SMALL,
+    ]
+    assert cli.main(train_argv) == 0
     assert (run / "best.keras").is_file() and (run / "config.json").is_file()
     # a second run into the same folder is refused, nothing overwritten
-    assert (
-        cli.main(
-            [
-                "train",
-                "--data",
-                str(img),
-                "--format",
-                "folders",
-                "--masks",
-                str(msk),
-                "--output",
-                str(run),
-                *SMALL,
-            ]
-        )
-        == 2
-    )
+    assert cli.main(train_argv) == 2
     assert "already holds a training run" in capsys.readouterr().err
     # continue the run with its stored settings, two more epochs
     assert (
