@@ -239,13 +239,9 @@ def _require_dir(path, expected):
 
 
 def _image_files(folder):
-    from keras_unet.io import IMAGE_SUFFIXES
+    from keras_unet.io import list_files
 
-    return sorted(
-        p
-        for p in pathlib.Path(folder).iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return list_files(folder)
 
 
 def _isbi_binary(raw, what):
@@ -279,7 +275,7 @@ def load_isbi2012(path, split="train") -> ImageSet:
     """
     import tifffile
 
-    from keras_unet.io import read_image
+    from keras_unet.io import files_by_stem, read_image
 
     if split not in ("train", "test"):
         raise ValueError(
@@ -307,7 +303,7 @@ def load_isbi2012(path, split="train") -> ImageSet:
                     f"Expected the labels in {label_dir} (same file names as "
                     f"{image_dir})."
                 )
-            by_stem = {f.stem: f for f in _image_files(label_dir)}
+            by_stem = files_by_stem(_image_files(label_dir), label_dir, "label")
             missing = [n for n in names if n not in by_stem]
             if missing:
                 raise FileNotFoundError(
@@ -478,18 +474,6 @@ def _unannotated(instances, markers):
     return mask
 
 
-def _check_unique_stems(files, folder):
-    seen = {}
-    for f in files:
-        if f.stem in seen:
-            raise ValueError(
-                f"{folder} holds {seen[f.stem].name} and {f.name}, which share "
-                "a name stem; images are paired with masks (and outputs are "
-                "named) by stem. Keep one."
-            )
-        seen[f.stem] = f
-
-
 def load_folders(
     images, masks, mask_suffix="", mask_type="classes", num_classes=None
 ) -> ImageSet:
@@ -509,7 +493,7 @@ def load_folders(
         num_classes: number of classes (default: largest class + 1, at
             least 2).
     """
-    from keras_unet.io import read_image
+    from keras_unet.io import files_by_stem, read_image
 
     if mask_type not in ("classes", "instances"):
         raise ValueError(
@@ -528,7 +512,7 @@ def load_folders(
         raise FileNotFoundError(
             f"{image_dir} holds no image files (.png, .tif, .jpg, .bmp)."
         )
-    _check_unique_stems(image_files, image_dir)
+    files_by_stem(image_files, image_dir)
     mask_files = {}
     for f in _image_files(mask_dir):
         stem = f.stem

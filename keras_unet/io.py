@@ -17,6 +17,8 @@ import numpy as np
 __all__ = [
     "IMAGE_SUFFIXES",
     "atomic_path",
+    "files_by_stem",
+    "list_files",
     "read_array",
     "read_image",
     "to_float_image",
@@ -170,5 +172,39 @@ def read_array(path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         if not path.is_file():
             raise FileNotFoundError(f"No such file: {path}")
-        return np.load(path)
+        return np.load(path, allow_pickle=False)
     return read_image(path)
+
+
+def list_files(folder, suffixes=IMAGE_SUFFIXES) -> list:
+    """The files of `folder` with one of `suffixes` (any case), sorted.
+
+    Hidden files (names starting with ".", e.g. our own temporary files)
+    are skipped.
+    """
+    return sorted(
+        p
+        for p in pathlib.Path(folder).iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in suffixes
+    )
+
+
+def files_by_stem(files, folder, what="image") -> dict:
+    """Map file stems to files; two files with one stem are an error.
+
+    keras_unet pairs images with masks, labels and predictions by name
+    stem, so ``a.png`` beside ``a.tif`` would be ambiguous.
+    """
+    found = {}
+    for path in files:
+        if path.stem in found:
+            raise ValueError(
+                f"Two {what} files in {folder} share a name stem "
+                f"{path.stem!r} (same name stem): {found[path.stem].name} "
+                f"and {path.name}; files are matched by stem, keep one. "
+                f"Received: {found[path.stem].name}, {path.name}"
+            )
+        found[path.stem] = path
+    return found

@@ -45,7 +45,9 @@ from keras_unet import _topology
 from keras_unet.io import (
     IMAGE_SUFFIXES,
     atomic_path,
-    read_image,
+    files_by_stem,
+    list_files,
+    read_array,
     to_float_image,
 )
 
@@ -757,31 +759,11 @@ def _files_by_stem(folder, suffixes, what):
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"The {what} folder does not exist: {folder}")
-    found = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.suffix.lower() not in suffixes:
-            continue
-        if path.stem in found:
-            raise ValueError(
-                f"Two {what} files have the same name stem {path.stem!r} in "
-                f"{folder}: {found[path.stem].name} and {path.name}; files "
-                "are matched by stem, keep one. Received: "
-                f"{found[path.stem].name}, {path.name}"
-            )
-        found[path.stem] = path
-    return found
-
-
-def _load_array(path):
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
-    return read_image(path)
+    return files_by_stem(list_files(folder, suffixes), folder, what)
 
 
 def _read_prob(path, channel, invert):
-    a = _load_array(path)
+    a = read_array(path)
     if a.ndim == 3 and a.shape[-1] > 1:
         if a.shape[0] < a.shape[-1] and a.shape[0] <= 8:
             raise ValueError(
@@ -937,7 +919,7 @@ def evaluate_folders(
         prob_path, label_path = maps[stem], labels[stem]
         try:
             prob = _read_prob(prob_path, int(channel), bool(invert))
-            cells = _binary_label(_load_array(label_path))
+            cells = _binary_label(read_array(label_path))
             _check_same_shape(prob, cells, "probability map")
         except ValueError as e:
             raise ValueError(

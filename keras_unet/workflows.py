@@ -13,7 +13,13 @@ import time
 
 import numpy as np
 
-from keras_unet.io import IMAGE_SUFFIXES, atomic_path, read_array, write_image
+from keras_unet.io import (
+    IMAGE_SUFFIXES,
+    atomic_path,
+    list_files,
+    read_array,
+    write_image,
+)
 
 __all__ = [
     "evaluate_predictions",
@@ -34,11 +40,7 @@ def list_images(path):
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"No such file or folder: {path}")
-    files = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".npy",)
-    )
+    files = list_files(path, IMAGE_SUFFIXES + (".npy",))
     if not files:
         raise FileNotFoundError(
             f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}, .npy)."

@@ -125,3 +125,16 @@ def test_write_image_rgba_and_float_png(tmp_path):
     with open(tmp_path / "x.NPY", "wb") as f:  # np.save would add ".npy"
         np.save(f, np.arange(3))
     np.testing.assert_array_equal(read_array(tmp_path / "x.NPY"), np.arange(3))
+
+
+def test_list_files_and_files_by_stem(tmp_path):
+    from keras_unet.io import files_by_stem, list_files
+
+    for name in ("b.PNG", "a.tif", ".a.tmp.png", "c.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "d.png").mkdir()
+    assert [p.name for p in list_files(tmp_path)] == ["a.tif", "b.PNG"]
+    assert set(files_by_stem(list_files(tmp_path), tmp_path)) == {"a", "b"}
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="share a name stem 'a'"):
+        files_by_stem(list_files(tmp_path), tmp_path)
