@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from keras_unet import augment as _augment
 from keras_unet import geometry
-from keras_unet._checks import check_int
+from keras_unet.checks import check_int
 from keras_unet.io import read_array, to_float_image
 
 __all__ = ["make_training_dataset", "make_validation_dataset", "tile_shapes"]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import weakref
 
 import keras
 
 from keras_unet import geometry
-from keras_unet._checks import check_int as _check_int
+from keras_unet.checks import check_int, check_number
 
 __all__ = [
     "UNetSpec",
     "build_unet",
+    "free_size_model",
     "he_normal",
     "inspect_unet",
     "load_model",
@@ -34,7 +36,7 @@ def he_normal(seed=None):
     )
 
 
-def _check_input_shape(input_shape, depth, padding):
+def _check_input_shape(input_shape, geo):
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -66,9 +68,7 @@ def _check_input_shape(input_shape, depth, padding):
                 "Height and width in `input_shape` must be positive integers "
                 f"or None. Received: input_shape={input_shape!r}"
             )
-        geometry.check_input_size(
-            n, depth, padding, received=f"input_shape={input_shape!r}"
-        )
+        geo.check(n, received=f"input_shape={input_shape!r}")
     return (h, w, int(c))
 
 
@@ -163,28 +163,21 @@ def build_unet(
         Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for
         Biomedical Image Segmentation. MICCAI 2015. arXiv:1505.04597.
     """
-    depth = _check_int(depth, "depth", 1, "the number of max-pooling steps")
-    if padding not in geometry.PADDINGS:
-        raise ValueError(
-            f"`padding` must be one of {geometry.PADDINGS} ('valid' is the "
-            f"paper's unpadded convolution). Received: padding={padding!r}"
-        )
-    filters = _check_int(filters, "filters", 1, "channels of the first level")
-    num_classes = _check_int(
+    geo = geometry.UNetGeometry(depth, padding)
+    depth = geo.depth
+    filters = check_int(filters, "filters", 1, "channels of the first level")
+    num_classes = check_int(
         num_classes, "num_classes", 1, "output channels; 2 for cell/membrane"
     )
-    if dropout is None:
-        dropout = 0.0
-    if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ValueError(
-            f"`dropout` must be a rate in [0, 1) (0 disables it; the paper "
-            f"uses 0.5). Received: dropout={dropout!r}"
-        )
+    dropout = check_number(
+        dropout or 0.0, "dropout", 0.0, 1.0, hint="0 disables it; the paper "
+        "uses 0.5"
+    )
     if not isinstance(name, str) or not name:
         raise ValueError(
             f"`name` must be a non-empty string. Received: {name!r}"
         )
-    input_shape = _check_input_shape(input_shape, depth, padding)
+    input_shape = _check_input_shape(input_shape, geo)
     seed = None if seed is None else [int(seed)]
 
     inputs = keras.Input(shape=input_shape, name=f"{name}_input")
@@ -223,7 +216,7 @@ def build_unet(
         )(x)
         skip = skips[level - 1]
         if padding == "valid":
-            c = geometry.crop_per_side(level, depth)
+            c = geo.crop_per_side(level)
             skip = keras.layers.Cropping2D(c, name=f"{prefix}_crop")(skip)
         x = keras.layers.Concatenate(name=f"{prefix}_concat")([skip, x])
         x = _conv_block(x, n_filters, prefix, padding, batch_norm, seed)
@@ -242,41 +235,45 @@ def build_unet(
 
 @dataclasses.dataclass(frozen=True)
 class UNetSpec:
-    """Geometry of a U-Net, as read from a model by `inspect_unet`.
+    """What a U-Net model is, as read from it by `inspect_unet`.
 
     Attributes:
-        depth: number of 2x2 max-pools.
-        padding: "valid" or "same".
+        geometry: the size arithmetic (`keras_unet.geometry.UNetGeometry`).
         input_channels: channels the model expects.
         num_classes: channels of its output.
+        input_size: the model's static ``(height, width)`` input size;
+            ``(None, None)`` when it takes any valid size.
+        filters: channels of its first convolution (None if unknown).
     """
 
-    depth: int
-    padding: str
+    geometry: geometry.UNetGeometry
     input_channels: int
     num_classes: int
+    input_size: tuple = (None, None)
+    filters: int | None = None
+
+    @property
+    def depth(self) -> int:
+        return self.geometry.depth
+
+    @property
+    def padding(self) -> str:
+        return self.geometry.padding
 
     @property
     def margin(self) -> int:
         """Context consumed on each side (92 for the paper's net)."""
-        return geometry.margin(self.depth, self.padding)
+        return self.geometry.margin
 
     @property
     def step(self) -> int:
         """Tile offsets must be multiples of this (2**depth)."""
-        return 2**self.depth
+        return self.geometry.step
 
-    def output_size(self, input_size: int) -> int:
-        return geometry.output_size(input_size, self.depth, self.padding)
-
-    def check_input_size(self, n, received=None) -> int:
-        return geometry.check_input_size(n, self.depth, self.padding, received)
-
-    def nearest_valid_input_size(self, n: int) -> int:
-        return geometry.nearest_valid_input_size(n, self.depth, self.padding)
-
-    def input_size_for_output(self, n: int) -> int:
-        return geometry.input_size_for_output(n, self.depth, self.padding)
+    @property
+    def fixed_size(self) -> tuple | None:
+        """``(height, width)`` if the model takes only that size, else None."""
+        return None if None in self.input_size else tuple(self.input_size)
 
 
 def _iter_layers(model):
@@ -287,18 +284,7 @@ def _iter_layers(model):
             yield layer
 
 
-def inspect_unet(model, depth=None, padding=None) -> UNetSpec:
-    """Read depth, padding and channel counts from a U-Net model.
-
-    Works for models made by `build_unet`, also after saving and loading,
-    and for other U-Nets whose down-sampling is 2x2 pooling. The inferred
-    geometry is verified against the model's own shape arithmetic; pass
-    `depth` and `padding` to override the inference.
-
-    Raises:
-        ValueError: if the model is not 4-D image-to-image, or its shape
-            arithmetic does not match the inferred geometry.
-    """
+def _check_model(model):
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"Expected a keras.Model, e.g. from keras_unet.build_unet(). "
@@ -312,61 +298,125 @@ def inspect_unet(model, depth=None, padding=None) -> UNetSpec:
             "(batch, height, width, channels). Received: "
             f"input_shape={in_shape}, output_shape={out_shape}"
         )
-    layers = list(_iter_layers(model))
-    if depth is None:
-        depth = sum(
-            isinstance(
-                layer,
-                keras.layers.MaxPooling2D | keras.layers.AveragePooling2D,
-            )
-            for layer in layers
+    return in_shape, out_shape
+
+
+def _infer_depth(layers):
+    pools = keras.layers.MaxPooling2D | keras.layers.AveragePooling2D
+    depth = sum(isinstance(layer, pools) for layer in layers)
+    if depth < 1:
+        raise ValueError(
+            "Could not infer the depth of the U-Net: the model has no 2x2 "
+            "pooling layer. Pass `depth=` (and `padding=`) explicitly."
         )
-        if depth < 1:
-            raise ValueError(
-                "Could not infer the depth of the U-Net: the model has no 2x2 "
-                "pooling layer. Pass `depth=` (and `padding=`) explicitly."
-            )
-    if padding is None:
-        convs = [
-            layer
-            for layer in layers
-            if isinstance(layer, keras.layers.Conv2D)
-            and tuple(layer.kernel_size) != (1, 1)
-            and not isinstance(layer, keras.layers.Conv2DTranspose)
-        ]
-        paddings = {conv.padding for conv in convs}
-        padding = paddings.pop() if len(paddings) == 1 else None
-        if padding is None:
-            raise ValueError(
-                "Could not infer the padding of the U-Net (its convolutions "
-                f"mix {sorted(paddings)} or there are none). Pass `padding=`."
-            )
-    spec = UNetSpec(
-        depth=int(depth),
-        padding=padding,
-        input_channels=int(in_shape[-1]),
-        num_classes=int(out_shape[-1]),
-    )
-    # Verify against the model's own shape arithmetic.
-    h, w = in_shape[1], in_shape[2]
-    n = h if h is not None else geometry.min_input_size(depth, padding)
+    return depth
+
+
+def _spatial_convs(layers):
+    return [
+        layer
+        for layer in layers
+        if isinstance(layer, keras.layers.Conv2D)
+        and tuple(layer.kernel_size) != (1, 1)
+        and not isinstance(layer, keras.layers.Conv2DTranspose)
+    ]
+
+
+def _infer_padding(convs):
+    paddings = {conv.padding for conv in convs}
+    if len(paddings) != 1:
+        raise ValueError(
+            "Could not infer the padding of the U-Net (its convolutions "
+            f"mix {sorted(paddings)} or there are none). Pass `padding=`."
+        )
+    return paddings.pop()
+
+
+def _verify_shapes(model, spec):
+    """Check the inferred geometry against the model's own arithmetic."""
+    g = spec.geometry
+    h, w = spec.input_size
+    n = h if h is not None else g.min_input_size
     m = w if w is not None else n
     try:
         got = model.compute_output_shape((1, n, m, spec.input_channels))
     except Exception as err:  # noqa: BLE001 - any failure means a mismatch
         raise ValueError(
             f"The model does not accept a {n}x{m} input, which is valid for "
-            f"depth={depth}, padding={padding!r}. Pass the right `depth=` and "
-            f"`padding=`. ({err})"
+            f"depth={g.depth}, padding={g.padding!r}. Pass the right `depth=` "
+            f"and `padding=`. ({err})"
         ) from None
-    want = (spec.output_size(n), spec.output_size(m))
+    want = (g.output_size(n), g.output_size(m))
     if tuple(got[1:3]) != want:
         raise ValueError(
             f"The model maps a {n}x{m} input to {got[1]}x{got[2]}, but a U-Net "
-            f"of depth={depth}, padding={padding!r} gives {want[0]}x{want[1]}. "
-            "Pass the right `depth=` and `padding=`."
+            f"of depth={g.depth}, padding={g.padding!r} gives "
+            f"{want[0]}x{want[1]}. Pass the right `depth=` and `padding=`."
         )
+
+
+def inspect_unet(model, depth=None, padding=None) -> UNetSpec:
+    """Read the geometry and channel counts of a U-Net model.
+
+    This is the one place a model's geometry is inferred: every function
+    that takes a model (`keras_unet.predict_tiled`,
+    `keras_unet.export_saved_model`, ...) calls it, or takes its result as
+    ``spec=``. Works for models made by `build_unet`, also after saving
+    and loading, and for other U-Nets whose down-sampling is 2x2 pooling.
+    The inferred geometry is verified against the model's own shape
+    arithmetic; pass `depth` and `padding` to override the inference.
+
+    Returns:
+        A `UNetSpec`.
+
+    Raises:
+        ValueError: if the model is not 4-D image-to-image, or its shape
+            arithmetic does not match the geometry.
+    """
+    in_shape, out_shape = _check_model(model)
+    layers = list(_iter_layers(model))
+    convs = _spatial_convs(layers)
+    spec = UNetSpec(
+        geometry=geometry.UNetGeometry(
+            _infer_depth(layers) if depth is None else depth,
+            _infer_padding(convs) if padding is None else padding,
+        ),
+        input_channels=int(in_shape[-1]),
+        num_classes=int(out_shape[-1]),
+        input_size=(in_shape[1], in_shape[2]),
+        filters=int(convs[0].filters) if convs else None,
+    )
+    _verify_shapes(model, spec)
     return spec
+
+
+_FREE_SIZE = weakref.WeakKeyDictionary()
+
+
+def free_size_model(model):
+    """The model with free spatial input sizes, sharing the same weights.
+
+    `build_unet()` makes a 572x572 model by default; tiles of other sizes
+    need ``(None, None, C)`` inputs. A functional model is re-wired to a
+    new input with the same layer objects (no weights are copied). Returns
+    the model itself if its sizes are already free, and None if it cannot
+    be re-wired.
+    """
+    shape = tuple(model.input_shape)
+    if shape[1] is None and shape[2] is None:
+        return model
+    cached = _FREE_SIZE.get(model)
+    if cached is None:
+        try:
+            cached = keras.models.clone_model(
+                model,
+                input_tensors=keras.Input((None, None, shape[-1])),
+                clone_function=lambda layer: layer,
+            )
+        except Exception:  # noqa: BLE001 - any failure: not re-wirable
+            return None
+        _FREE_SIZE[model] = cached
+    return cached
 
 
 def load_model(path, compile=True):
@@ -415,7 +465,7 @@ def unet_flops(model, input_size) -> int:
         301
     """
     spec = inspect_unet(model)
-    trace = dict(geometry.size_trace(input_size, spec.depth, spec.padding))
+    trace = dict(spec.geometry.size_trace(input_size))
     flops = 0
     for layer in _iter_layers(model):
         if not isinstance(

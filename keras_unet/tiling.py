@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_unet import geometry
-from keras_unet._checks import check_int as _check_int
+from keras_unet.checks import check_int as _check_int
 from keras_unet.io import to_float_image
 
 __all__ = [
