@@ -8,6 +8,7 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -15,11 +16,6 @@ import sys
 import keras_unet
 
 __all__ = ["main"]
-
-
-# keras_unet.train.PRESETS, named here so that building the parser does not
-# import Keras (a test checks that the two agree)
-PRESET_NAMES = ("adam", "large-batch", "paper", "plain")
 
 
 def _quiet_tensorflow():
@@ -32,6 +28,12 @@ def _quiet_tensorflow():
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ.get("KERAS_UNET_VERBOSE") or "tensorflow" in sys.modules:
+        return
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return  # TensorFlow is imported only where it is needed
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
         return
     import tempfile
 
@@ -53,18 +55,26 @@ def _quiet_tensorflow():
             os.close(saved)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 1, got {value}"
-        )
-    return value
+def _int_at_least(minimum):
+    """An argparse type: an integer >= `minimum`."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _add_model_args(p):
@@ -197,201 +207,52 @@ def _cmd_demo(args):
     return 0
 
 
-_TRAIN_OPTIONS = {
-    # dest: (flags, kwargs)
-    "data": (
-        ["--data"],
-        dict(
-            help="dataset path (ISBI 2012 folder, Cell "
-            "Tracking Challenge folder, or image folder "
-            "for --format folders); omit for synthetic"
-        ),
-    ),
-    "format": (
-        ["--format"],
-        dict(
-            choices=("isbi2012", "ctc", "folders", "synthetic"),
-            help="dataset layout (default: isbi2012 "
-            "when --data is given, else synthetic)",
-        ),
-    ),
-    "masks": (["--masks"], dict(help="mask folder (--format folders)")),
-    "mask_suffix": (
-        ["--mask-suffix"],
-        dict(help="suffix of mask file stems, e.g. _mask (--format folders)"),
-    ),
-    "mask_type": (
-        ["--mask-type"],
-        dict(
-            choices=("classes", "instances"),
-            help="folders: class-index masks or instance ids (default classes)",
-        ),
-    ),
-    "output": (["--output"], dict(help="output folder (default runs/unet)")),
-    "preset": (
-        ["--preset"],
-        dict(
-            choices=None,
-            help="training recipe: adam (default), paper, plain, large-batch",
-        ),
-    ),
-    "filters": (
-        ["--filters"],
-        dict(
-            type=_positive_int, help="channels of the first level (default 64)"
-        ),
-    ),
-    "depth": (
-        ["--depth"],
-        dict(type=_positive_int, help="max-pool steps (default 4)"),
-    ),
-    "input_size": (
-        ["--input-size"],
-        dict(type=_positive_int, help="training tile size (default 572)"),
-    ),
-    "batch_norm": (
-        ["--batch-norm"],
-        dict(
-            action=argparse.BooleanOptionalAction,
-            help="batch normalization after every 3x3 conv (default off)",
-        ),
-    ),
-    "dropout": (
-        ["--dropout"],
-        dict(
-            type=float,
-            help="dropout rate at the end "
-            "of the contracting path (default 0.5)",
-        ),
-    ),
-    "steps": (
-        ["--steps"],
-        dict(type=_positive_int, help="steps per epoch (default 100)"),
-    ),
-    "epochs": (
-        ["--epochs"],
-        dict(type=_positive_int, help="epochs (default 10)"),
-    ),
-    "batch_size": (
-        ["--batch-size"],
-        dict(
-            type=_positive_int,
-            help="tiles per step, per GPU with --distribute (preset)",
-        ),
-    ),
-    "optimizer": (
-        ["--optimizer"],
-        dict(choices=("adam", "adamw", "sgd"), help="optimizer (preset)"),
-    ),
-    "learning_rate": (
-        ["--lr"],
-        dict(type=float, help="learning rate (preset)"),
-    ),
-    "momentum": (
-        ["--momentum"],
-        dict(type=float, help="SGD momentum (preset)"),
-    ),
-    "weights": (
-        ["--weights"],
-        dict(
-            choices=("unet", "balanced", "none"),
-            help="loss weights: the paper's maps, "
-            "class balance only, or none (preset)",
-        ),
-    ),
-    "augment": (
-        ["--augment"],
-        dict(choices=("paper", "flips", "none"), help="augmentation (preset)"),
-    ),
-    "w0": (["--w0"], dict(type=float, help="border weight w0 (default 10)")),
-    "sigma": (
-        ["--sigma"],
-        dict(type=float, help="border width sigma in px (default 5)"),
-    ),
-    "val_fraction": (
-        ["--val-fraction"],
-        dict(
-            type=float,
-            help="fraction of the training images used for validation, "
-            "which picks best.keras (default 0.2)",
-        ),
-    ),
-    "val_names": (
-        ["--val-names"],
-        dict(
-            nargs="+",
-            metavar="NAME",
-            help="validate on these images (file stems, e.g. 16 17) instead "
-            "of a random --val-fraction",
-        ),
-    ),
-    "holdout_names": (
-        ["--holdout"],
-        dict(
-            nargs="+",
-            metavar="NAME",
-            help="leave these images (file stems, e.g. 20 21 22 23) out of "
-            "training and validation, to test on them afterwards",
-        ),
-    ),
-    "early_stopping": (
-        ["--early-stopping"],
-        dict(
-            type=_positive_int,
-            metavar="PATIENCE",
-            help="stop after PATIENCE epochs without improvement",
-        ),
-    ),
-    "seed": (["--seed"], dict(type=int, help="random seed (default 0)")),
-    "resume": (
-        ["--resume"],
-        dict(
-            action="store_const",
-            const=True,
-            help="continue the run in --output from last.keras, with the "
-            "settings of its config.json (options given here win)",
-        ),
-    ),
-    "mixed_precision": (
-        ["--mixed-precision"],
-        dict(
-            choices=("float16", "bfloat16"),
-            help="mixed precision (float16 uses loss scaling)",
-        ),
-    ),
-    "xla": (
-        ["--xla"],
-        dict(
-            action=argparse.BooleanOptionalAction,
-            help="compile the training step with XLA (default off)",
-        ),
-    ),
-    "distribute": (
-        ["--distribute"],
-        dict(
-            choices=("mirrored",),
-            help="data-parallel training on all local GPUs (MirroredStrategy)",
-        ),
-    ),
-    "deterministic": (
-        ["--deterministic"],
-        dict(
-            action=argparse.BooleanOptionalAction,
-            help="deterministic TF ops, slower (default off)",
-        ),
-    ),
-    "cache_dir": (
-        ["--cache-dir"],
-        dict(help="weight-map cache folder (default OUTPUT/weight_cache)"),
-    ),
-}
+def _option_kwargs(field):
+    """argparse keyword arguments generated from a TrainConfig field."""
+    meta, kind = field.metadata, str(field.type)
+    kwargs = dict(dest=field.name, default=None, help=meta["help"])
+    if not meta.get("preset"):
+        shown = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            shown = field.default_factory()
+        if shown not in ("", None) and "default" not in meta["help"]:
+            kwargs["help"] += f" (default {shown})"
+    if isinstance(field.default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    if meta.get("choices") is not None:
+        kwargs["choices"] = [c for c in meta["choices"] if c is not None]
+    if "list" in kind:
+        kwargs["nargs"] = "+"
+    elif "int" in kind and "float" not in kind:
+        kwargs["type"] = _int_at_least(meta.get("minimum") or 0)
+    elif "float" in kind:
+        kwargs["type"] = float
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    return kwargs
+
+
+def train_options():
+    """``[(group, flags, kwargs)]`` for every TrainConfig field on the CLI."""
+    from keras_unet.config import TrainConfig
+
+    options = []
+    for field in dataclasses.fields(TrainConfig):
+        if not field.metadata.get("cli", True):
+            continue
+        flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+        options.append((field.metadata["group"], [flag], _option_kwargs(field)))
+    return options
 
 
 def _cmd_train(args):
     _quiet_tensorflow()
-    from keras_unet.train import TrainConfig, train
+    from keras_unet.config import TrainConfig
+    from keras_unet.train import train
 
-    overrides = {dest: getattr(args, dest) for dest in _TRAIN_OPTIONS}
+    overrides = {dest: getattr(args, dest) for _, _, kw in train_options()
+                 for dest in [kw["dest"]]}  # fmt: skip
     config_file = args.config
     if args.resume and not config_file:
         # continue the run with its own settings (command-line options win)
@@ -402,8 +263,6 @@ def _cmd_train(args):
             overrides["format"] = "folders"
         else:
             overrides["format"] = "isbi2012" if args.data else "synthetic"
-    if args.no_tensorboard:
-        overrides["tensorboard"] = False
     if args.quiet:
         overrides["verbose"] = 0
     if config_file:
@@ -416,9 +275,11 @@ def _cmd_train(args):
         result = train(config)
     except KeyboardInterrupt:
         return 130
+    threshold = result.calibration.get("decision_threshold")
     print(
         f"Done: {result.output}/best.keras, last.keras, log.csv, "
         "training_curve.png, config.json"
+        + (f"; decision threshold {threshold:g}" if threshold else "")
     )
     return 0
 
@@ -434,6 +295,7 @@ def _cmd_predict(args):
         inputs,
         args.output,
         class_of_interest=args.class_,
+        threshold=args.threshold,
         tta=tta,
         tile_size=args.tile_size,
         batch_size=args.batch_size,
@@ -463,9 +325,9 @@ def _cmd_evaluate(args):
 def _cmd_export(args):
     _quiet_tensorflow()
     from keras_unet.export import export_saved_model
-    from keras_unet.workflows import _load_model
+    from keras_unet.model import load_model
 
-    model = _load_model(args.model)
+    model = load_model(args.model, compile=False)
     tta = "d4" if args.tta else None
     path = export_saved_model(
         model,
@@ -545,15 +407,11 @@ def build_parser():
         help="a config.json of an earlier run (or any "
         "JSON with TrainConfig fields); command-line options win",
     )
-    for dest, (flags, kwargs) in _TRAIN_OPTIONS.items():
-        if dest == "preset":
-            kwargs = dict(kwargs, choices=PRESET_NAMES)
-        p.add_argument(*flags, dest=dest, default=None, **kwargs)
-    p.add_argument(
-        "--no-tensorboard",
-        action="store_true",
-        help="do not write TensorBoard logs",
-    )
+    groups = {}
+    for group, flags, kwargs in train_options():
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        groups[group].add_argument(*flags, **kwargs)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
@@ -591,10 +449,18 @@ def build_parser():
     p.add_argument(
         "--class",
         dest="class_",
+        metavar="CLASS",
         type=int,
         default=None,
         help="class whose probability is written (default: from "
         "the run's config.json)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold of the overlays (default: the one "
+        "calibrated on the run's validation images, else 0.5)",
     )
     p.add_argument(
         "--no-overlay", action="store_true", help="skip overlay PNGs"
@@ -660,6 +526,12 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
+    except RuntimeError as err:
+        diverged = sys.modules.get("keras_unet.callbacks")
+        if diverged is None or not isinstance(err, diverged.TrainingDiverged):
+            raise
+        print(f"keras-unet: error: {err}", file=sys.stderr)
+        return 1
     except (
         ValueError,
         TypeError,

@@ -65,12 +65,54 @@ def _load_model(model_path):
     return load_model(model_path, compile=False)
 
 
+def _input_files(inputs):
+    """Image files from a file, a folder or a list; stems must differ."""
+    if isinstance(inputs, list | tuple):
+        files = [pathlib.Path(f) for f in inputs]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"No such image file(s): {', '.join(missing)}"
+            )
+    else:
+        files = list_images(inputs)
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        raise ValueError(
+            "Two input files share a file stem; outputs would clash."
+        )
+    return files
+
+
+def _model_and_meaning(model, class_of_interest, threshold):
+    """(model, its name, class of interest, decision threshold)."""
+    from keras_unet.calibration import decision_threshold
+
+    info, name = {}, "<in memory>"
+    if isinstance(model, str | pathlib.Path):
+        info, name = load_run_info(model), str(model)
+        if threshold is None:
+            threshold = decision_threshold(model)
+        model = _load_model(model)
+    num_classes = int(model.output_shape[-1])
+    if class_of_interest is None:
+        default = 1 if num_classes > 1 else 0
+        class_of_interest = info.get("class_of_interest", default)
+    if not 0 <= class_of_interest < num_classes:
+        raise ValueError(
+            f"class_of_interest={class_of_interest} but the model has "
+            f"{num_classes} output channel(s)."
+        )
+    return model, name, class_of_interest, 0.5 if threshold is None else threshold
+
+
 def predict_files(
     model,
     inputs,
     output_dir,
     *,
     class_of_interest=None,
+    threshold=None,
     tta=None,
     tile_size=None,
     batch_size=None,
@@ -82,8 +124,9 @@ def predict_files(
     For each input image ``<stem>.<ext>`` this writes ``<stem>.tif``, the
     float32 probability of the class of interest (for ISBI 2012 models:
     the membrane, class 0; otherwise the cells, class 1), and
-    ``overlays/<stem>.png`` (the image with that class above 0.5 in red).
-    ``predictions.json`` records the model and the class, so that
+    ``overlays/<stem>.png`` (the image with the pixels whose probability
+    reaches the decision threshold in red). ``predictions.json`` records
+    the model, the class and the threshold, so that
     `evaluate_predictions` knows what the maps mean. Files are written
     atomically.
 
@@ -94,6 +137,9 @@ def predict_files(
         class_of_interest: class whose probability is written (default: from
             the training run's ``config.json``, else 1; 0 for a one-channel
             model).
+        threshold: decision threshold of the overlays (default: the one
+            calibrated on the run's validation images, else 0.5; see
+            `keras_unet.calibration`).
         tta: test-time augmentation, see `keras_unet.tiling.predict_tiled`.
         tile_size: passed to `predict_tiled`.
         batch_size: passed to `predict_tiled`.
@@ -106,62 +152,30 @@ def predict_files(
     from keras_unet import figures
     from keras_unet.tiling import predict_tiled
 
-    info = {}
-    model_name = "<in memory>"
-    if isinstance(model, str | pathlib.Path):
-        info = load_run_info(model)
-        model_name = str(model)
-        model = _load_model(model)
-    num_classes = int(model.output_shape[-1])
-    if class_of_interest is None:
-        class_of_interest = info.get(
-            "class_of_interest", 1 if num_classes > 1 else 0
-        )
-    if not 0 <= class_of_interest < num_classes:
-        raise ValueError(
-            f"class_of_interest={class_of_interest} but the model has "
-            f"{num_classes} output channel(s)."
-        )
-    if isinstance(inputs, list | tuple):
-        files = [pathlib.Path(f) for f in inputs]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"No such image file(s): {', '.join(missing)}"
-            )
-    else:
-        files = list_images(inputs)
+    model, name, interest, threshold = _model_and_meaning(
+        model, class_of_interest, threshold
+    )
+    files = _input_files(inputs)
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stems = [pathlib.Path(f).stem for f in files]
-    if len(set(stems)) != len(stems):
-        raise ValueError(
-            "Two input files share a file stem; outputs would clash."
-        )
-    written = []
+    record = dict(model_name=name, class_of_interest=interest,
+                  num_classes=int(model.output_shape[-1]), tta=tta,
+                  threshold=threshold)  # fmt: skip
     # the record exists (marked incomplete) before the first map is written
-    _write_record(out, model_name, class_of_interest, num_classes, tta, None)
+    _write_record(out, files=None, **record)
+    written = []
     for f in files:
         t0 = time.perf_counter()
         image = read_array(f)
         prob = predict_tiled(
-            model,
-            image,
-            tile_size=tile_size,
-            batch_size=batch_size,
-            tta=tta,
-            verbose=0,
-        )[..., class_of_interest].astype(np.float32)
-        path = _write_prediction(
-            out,
-            pathlib.Path(f).stem,
-            prob,
-            figures.overlay(image, prob > 0.5) if overlays else None,
-        )
-        written.append(path)
+            model, image, tile_size=tile_size, batch_size=batch_size,
+            tta=tta, verbose=0,
+        )[..., interest].astype(np.float32)  # fmt: skip
+        overlay = figures.overlay(image, prob >= threshold) if overlays else None
+        written.append(_write_prediction(out, f.stem, prob, overlay))
         if verbose:
-            print(f"{f} -> {path} ({time.perf_counter() - t0:.1f} s)")
-    _write_record(out, model_name, class_of_interest, num_classes, tta, written)
+            print(f"{f} -> {written[-1]} ({time.perf_counter() - t0:.1f} s)")
+    _write_record(out, files=written, **record)
     return written
 
 
@@ -173,22 +187,20 @@ def _write_prediction(out, stem, prob, overlay=None):
     return path
 
 
-def _write_record(out, model_name, class_of_interest, num_classes, tta, files):
+def _write_record(out, *, model_name, class_of_interest, num_classes, tta,
+                  threshold, files):  # fmt: skip
     """``predictions.json``: what the maps are (for `evaluate_predictions`).
 
     Class 0 of a two-class model is the background/membrane class (its map
     is a membrane probability, as ISBI 2012 scores); any other class is a
     foreground probability, inverted before membrane-based scoring.
     """
-    meaning = (
-        "membrane"
-        if class_of_interest == 0 and num_classes == 2
-        else "foreground"
-    )
+    membrane = class_of_interest == 0 and num_classes == 2
     record = {
         "model": model_name,
         "class_of_interest": int(class_of_interest),
-        "meaning": meaning,
+        "meaning": "membrane" if membrane else "foreground",
+        "decision_threshold": float(threshold),
         "tta": tta if tta is None or isinstance(tta, str | bool) else list(tta),
         "complete": files is not None,
         "files": [pathlib.Path(p).name for p in files or []],
@@ -229,18 +241,34 @@ def evaluate_predictions(
 # The demo: the README's main job.
 
 
-@dataclasses.dataclass
-class DemoSettings:
-    """Size of the demo run (the defaults take a few minutes on 2 cores)."""
+def demo_config(quick=False):
+    """The demo's training settings (a few minutes on 2 CPU cores).
 
-    steps: int = 100
-    epochs: int = 15
-    filters: int = 16
-    depth: int = 3
-    input_size: int = 188
-    batch_size: int = 4
-    train_images: int = 10
-    size: int = 256
+    A `keras_unet.config.TrainConfig`: the synthetic cells (10 images, 8
+    train and 2 validate), a depth-3 net of 16 filters on 188 px tiles,
+    batches of 4, 15 epochs of 100 steps. ``quick=True`` is a run of
+    seconds that checks the whole pipeline.
+    """
+    from keras_unet.config import TrainConfig
+
+    config = TrainConfig(
+        format="synthetic",
+        synthetic_count=10,
+        synthetic_size=256,
+        val_fraction=0.2,
+        depth=3,
+        filters=16,
+        input_size=188,
+        batch_size=4,
+        steps=100,
+        epochs=15,
+    )
+    if quick:
+        config = dataclasses.replace(
+            config, steps=4, epochs=2, filters=4, synthetic_count=3,
+            synthetic_size=128, batch_size=2, warmup_steps=2,
+        )  # fmt: skip
+    return config
 
 
 DEMO_MARKER = ".keras_unet_demo"
@@ -282,9 +310,101 @@ def _prepare_demo_output(out):
     )
 
 
-def run_demo(
-    output="demo_output", data=None, seed=0, quick=False, settings=None
-):
+def _demo_data(config, data, seed):
+    """The demo's config for the data, and its held-out images.
+
+    Returns:
+        ``(config, held_out, interest)``: held-out images as ``(name,
+        image, instances or None, ISBI-style label)``; the class of
+        interest (1 = cells for the synthetic data, 0 = membrane for ISBI).
+    """
+    from keras_unet import datasets
+    from keras_unet.weights import separate_instances
+
+    if data is None:
+        images, instances = datasets.synthetic_cells(
+            2, config.synthetic_size, seed=seed + 1000
+        )
+        held_out = [
+            # ISBI-style label: cells 1; background and separation lines 0
+            (f"heldout_{i}", im, ins, separate_instances(ins).astype(np.uint8))
+            for i, (im, ins) in enumerate(zip(images, instances))
+        ]
+        return config, held_out, 1
+    isbi = datasets.load_isbi2012(data, "train")
+    if len(isbi) < 8:
+        raise ValueError(f"{data}: the demo needs at least 8 labelled slices.")
+    holdout = isbi.names[-4:]
+    config = dataclasses.replace(
+        config, data=str(data), format="isbi2012", holdout_names=holdout
+    )
+    held_out = [
+        (n, isbi.images[i], None, isbi.labels[i])
+        for i, n in enumerate(isbi.names)
+        if n in set(holdout)
+    ]
+    return config, held_out, 0
+
+
+def _score_one(model, item, interest, threshold):
+    """Scores and figure panels of one held-out image."""
+    from scipy import ndimage
+
+    from keras_unet import figures, metrics
+    from keras_unet.tiling import predict_tiled
+
+    name, image, instances, label = item
+    prob = predict_tiled(model, image, verbose=0)
+    scores = metrics.isbi_scores(prob[..., 0], label)
+    row = {"image": name}
+    row.update({k: scores[k] for k in ("pixel_error", "rand_error",
+                                       "warping_error")})  # fmt: skip
+    chosen = prob[..., interest] >= threshold
+    if instances is not None:
+        segmented, _ = ndimage.label(chosen)
+        row["seg_iou"] = metrics.seg_iou(segmented, instances)
+        panels = [image, figures.color_instances(instances),
+                  figures.overlay(image, ~chosen),
+                  figures.color_instances(segmented)]  # fmt: skip
+        titles = ["held-out image", "true cells", "predicted background",
+                  "segmented cells"]  # fmt: skip
+    else:
+        panels = [image, figures.overlay(image, label == 0),
+                  figures.overlay(image, chosen)]  # fmt: skip
+        titles = ["held-out slice", "true membrane", "predicted membrane"]
+    figure = figures.panel_grid(panels, titles, ncols=len(panels))
+    return row, prob[..., interest], figure
+
+
+def _demo_report(result, rows, out, pred_dir, seconds):
+    keys = [k for k in rows[0] if k != "image"]
+    history = result.history
+    return {
+        "data": result.data.description,
+        "held_out": rows,
+        "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+        "training": {
+            "train_images": [result.data.names[i] for i in result.train_indices],
+            "val_images": [result.data.names[i] for i in result.val_indices],
+            "epochs": len(history.get("loss", [])),
+            "final_loss": (history.get("loss") or [None])[-1],
+            "final_val_loss": (history.get("val_loss") or [None])[-1],
+            "decision_threshold": result.calibration.get(
+                "decision_threshold", 0.5
+            ),
+            "seconds": round(seconds, 1),
+        },
+        "settings": dataclasses.asdict(result.config),
+        "outputs": {
+            "model": str(out / "best.keras"),
+            "training_curve": str(out / "training_curve.png"),
+            "predictions": str(pred_dir),
+        },
+    }
+
+
+def run_demo(output="demo_output", data=None, seed=0, quick=False,
+             config=None):  # fmt: skip
     """Train on the built-in data, segment held-out images, evaluate.
 
     With ``data=None`` the built-in synthetic cells are used: 10 images for
@@ -292,7 +412,8 @@ def run_demo(
     different seed with instance labels. With the path of an ISBI 2012
     folder, its last 4 labelled slices (20-23 of the 24 PNG slices) are
     held out, and the others train (80%) and validate (20%). Held-out
-    images never influence training or the choice of ``best.keras``.
+    images never influence training, the choice of ``best.keras`` or the
+    decision threshold.
 
     Writes to `output`: the training run (``best.keras``, ``log.csv``,
     ``training_curve.png``, ...), ``predictions/`` (probability maps,
@@ -301,150 +422,44 @@ def run_demo(
     cells). Running the demo again into the same folder replaces the
     earlier demo run.
 
+    Args:
+        output: the demo folder.
+        data: None (synthetic cells) or an ISBI 2012 folder.
+        seed: the random seed.
+        quick: a tiny run (seconds).
+        config: a `keras_unet.config.TrainConfig` replacing `demo_config`.
+
     Returns:
         The report dict.
     """
-    from scipy import ndimage
+    from keras_unet import train
 
-    from keras_unet import datasets, figures, metrics, train
-    from keras_unet.tiling import predict_tiled
-    from keras_unet.weights import separate_instances
-
-    s = settings or DemoSettings()
-    if quick:
-        s = dataclasses.replace(
-            s,
-            steps=4,
-            epochs=2,
-            filters=4,
-            train_images=3,
-            size=128,
-            batch_size=2,
-        )
     out = pathlib.Path(output)
     _prepare_demo_output(out)
     t_start = time.perf_counter()
-    if data is None:
-        config = train.TrainConfig(
-            format="synthetic",
-            synthetic_count=s.train_images,
-            synthetic_size=s.size,
-            val_fraction=0.2,
-        )
-        images, instances = datasets.synthetic_cells(
-            2, s.size, seed=seed + 1000
-        )
-        held_out = [
-            # ISBI-style label: cells 1; background and separation lines 0
-            (f"heldout_{i}", im, ins, separate_instances(ins).astype(np.uint8))
-            for i, (im, ins) in enumerate(zip(images, instances))
-        ]
-    else:
-        isbi = datasets.load_isbi2012(data, "train")
-        if len(isbi) < 8:
-            raise ValueError(
-                f"{data}: the demo needs at least 8 labelled slices."
-            )
-        holdout = isbi.names[-4:]
-        config = train.TrainConfig(
-            data=str(data),
-            format="isbi2012",
-            holdout_names=holdout,
-            val_fraction=0.2,
-        )
-        held_out = [
-            (n, isbi.images[i], None, isbi.labels[i])
-            for i, n in enumerate(isbi.names)
-            if n in set(holdout)
-        ]
+    config = config or demo_config(quick)
+    config, held_out, interest = _demo_data(config, data, seed)
     config = dataclasses.replace(
-        config,
-        output=str(out),
-        depth=s.depth,
-        filters=s.filters,
-        input_size=s.input_size,
-        steps=s.steps,
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        seed=seed,
-        tensorboard=not quick,
+        config, output=str(out), seed=seed, tensorboard=not quick,
         verbose=0 if quick else 2,
-    )
+    )  # fmt: skip
     result = train.train(config)
     model = _load_model(out / "best.keras")
+    threshold = result.calibration.get("decision_threshold", 0.5)
     pred_dir = out / "predictions"
     pred_dir.mkdir(exist_ok=True)
-    # class 1 (cells) for cell data; class 0 (membrane) for ISBI 2012
-    interest = 1 if data is None else 0
-    _write_record(pred_dir, str(out / "best.keras"), interest, 2, None, None)
+    record = dict(model_name=str(out / "best.keras"), class_of_interest=interest,
+                  num_classes=2, tta=None, threshold=threshold)  # fmt: skip
+    _write_record(pred_dir, files=None, **record)
     rows, written = [], []
-    for name, image, instances, label in held_out:
-        prob = predict_tiled(model, image, verbose=0)
-        membrane = prob[..., 0]
-        scores = metrics.isbi_scores(membrane, label)
-        row = {"image": name}
-        row.update(
-            {
-                k: scores[k]
-                for k in ("pixel_error", "rand_error", "warping_error")
-            }
-        )
-        cells = prob[..., 1] > 0.5
-        if instances is not None:
-            segmented, _ = ndimage.label(cells)
-            row["seg_iou"] = metrics.seg_iou(segmented, instances)
-            panels = [
-                image,
-                figures.color_instances(instances),
-                figures.overlay(image, ~cells),
-                figures.color_instances(segmented),
-            ]
-            titles = [
-                "held-out image",
-                "true cells",
-                "predicted background",
-                "segmented cells",
-            ]
-        else:
-            panels = [
-                image,
-                figures.overlay(image, label == 0),
-                figures.overlay(image, membrane > 0.5),
-            ]
-            titles = ["held-out slice", "true membrane", "predicted membrane"]
-        written.append(
-            _write_prediction(
-                pred_dir,
-                name,
-                prob[..., interest],
-                figures.panel_grid(panels, titles, ncols=len(panels)),
-            )
-        )
+    for item in held_out:
+        row, prob, figure = _score_one(model, item, interest, threshold)
+        written.append(_write_prediction(pred_dir, item[0], prob, figure))
         rows.append(row)
-    _write_record(pred_dir, str(out / "best.keras"), interest, 2, None, written)
-    keys = [k for k in rows[0] if k != "image"]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    report = {
-        "data": result.data.description,
-        "held_out": rows,
-        "mean": mean,
-        "training": {
-            "train_images": [
-                result.data.names[i] for i in result.train_indices
-            ],
-            "val_images": [result.data.names[i] for i in result.val_indices],
-            "epochs": len(result.history.get("loss", [])),
-            "final_loss": (result.history.get("loss") or [None])[-1],
-            "final_val_loss": (result.history.get("val_loss") or [None])[-1],
-            "seconds": round(time.perf_counter() - t_start, 1),
-        },
-        "settings": dataclasses.asdict(s),
-        "outputs": {
-            "model": str(out / "best.keras"),
-            "training_curve": str(out / "training_curve.png"),
-            "predictions": str(pred_dir),
-        },
-    }
+    _write_record(pred_dir, files=written, **record)
+    report = _demo_report(
+        result, rows, out, pred_dir, time.perf_counter() - t_start
+    )
     with atomic_path(out / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -10,7 +10,10 @@ import keras
 import numpy as np
 import pytest
 
+from keras_unet import callbacks as C
+from keras_unet import recipes as R
 from keras_unet import train as T
+from keras_unet.config import TrainConfig
 from keras_unet.model import build_unet
 
 
@@ -32,7 +35,7 @@ def small_config(tmp_path, **kw):
         val_fraction=0.25,
     )
     base.update(kw)
-    return T.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 def log_rows(out):
@@ -64,7 +67,7 @@ def test_train_writes_everything_and_models_load(tmp_path):
     x = np.zeros((1, 60, 60, 1), np.float32)
     assert model.predict(x, verbose=0).shape == (1, 20, 20, 2)
     # the resolved config repeats the run
-    again = T.TrainConfig.from_json(out / "config.json", output="elsewhere")
+    again = TrainConfig.from_json(out / "config.json", output="elsewhere")
     assert (
         again.output == "elsewhere" and again.filters == 4 and again.steps == 3
     )
@@ -176,22 +179,22 @@ def test_bad_data_fails_before_training(tmp_path):
 def test_checkpoint_callback_is_public_and_monitors_in_both_directions(
     tmp_path,
 ):
-    cb = T.UNetCheckpoint(tmp_path, monitor="val_foreground_iou")
-    assert cb.mode == "max" and T.UNetCheckpoint(tmp_path).mode == "min"
+    cb = C.UNetCheckpoint(tmp_path, monitor="val_foreground_iou")
+    assert cb.mode == "max" and C.UNetCheckpoint(tmp_path).mode == "min"
     cb.restore({"best": None, "epochs_done": 0})  # first-epoch interrupt
     assert cb.best == -np.inf
     with pytest.raises(ValueError, match="mode"):
-        T.UNetCheckpoint(tmp_path, mode="up")
+        C.UNetCheckpoint(tmp_path, mode="up")
 
 
 def test_config_file_keeps_preset_open(tmp_path):
     result = T.train(small_config(tmp_path, epochs=1))
-    paper = T.TrainConfig.from_json(
+    paper = TrainConfig.from_json(
         result.output / "config.json", preset="paper"
     )
     # the recipe comes from the new preset; the batch size given stays
     assert paper.recipe() == dataclasses.replace(
-        T.PRESETS["paper"], batch_size=2
+        R.PRESETS["paper"], batch_size=2
     )
 
 
@@ -199,25 +202,26 @@ def test_config_file_errors(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text('{"filterz": 3}')
     with pytest.raises(ValueError, match="unknown setting"):
-        T.TrainConfig.from_json(bad)
+        TrainConfig.from_json(bad)
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        T.TrainConfig.from_json(bad)
+        TrainConfig.from_json(bad)
 
 
-@pytest.mark.parametrize("preset", sorted(T.PRESETS))
+@pytest.mark.parametrize("preset", sorted(R.PRESETS))
 def test_presets_compile(preset):
     model = build_unet((None, None, 1), depth=2, filters=2)
-    recipe = T.compile_unet(model, preset)
+    recipe = R.compile_unet(model, preset)
     opt = model.optimizer
-    assert opt.learning_rate.numpy() == pytest.approx(recipe.learning_rate)
+    first = float(keras.ops.convert_to_numpy(opt.learning_rate))
+    assert first == pytest.approx(0.01 * recipe.learning_rate)  # warm-up
     if recipe.optimizer == "sgd":
         assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.99
     else:
         assert isinstance(opt, keras.optimizers.Adam)
     assert (
-        T.PRESETS["paper"].momentum == 0.99
-        and T.PRESETS["paper"].batch_size == 1
+        R.PRESETS["paper"].momentum == 0.99
+        and R.PRESETS["paper"].batch_size == 1
     )
 
 
@@ -250,7 +254,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from keras_unet import train as T
-        config = T.TrainConfig(format="synthetic", synthetic_count=4,
+        from keras_unet.config import TrainConfig
+        config = TrainConfig(format="synthetic", synthetic_count=4,
             synthetic_size=64, depth=2, filters=4, input_size=60, steps=2,
             epochs=1, batch_size=2, output={str(tmp_path / "run")!r},
             tensorboard=False, verbose=0, distribute="mirrored")
@@ -290,12 +295,12 @@ def test_prepare_instances_binary_and_ignore(tmp_path):
         ignore=[ignore],
         names=["a"],
     )
-    prep = T.prepare(data, T.PRESETS["adam"], tmp_path / "cache")
+    prep = T.prepare(data, R.PRESETS["adam"], tmp_path / "cache")
     lab, w = prep.labels[0], prep.weights[0]
     assert lab[10, 19] == 0 and lab[10, 20] == 0  # separation line
     assert lab[10, 10] == 1 and lab[10, 25] == 1
     assert w[10, 19] > 5 and (w[ignore] == 0).all() and (w[~ignore] > 0).all()
-    none = T.prepare(data, T.PRESETS["plain"], tmp_path / "cache")
+    none = T.prepare(data, R.PRESETS["plain"], tmp_path / "cache")
     np.testing.assert_array_equal(none.labels[0], lab)
     assert set(np.unique(none.weights[0])) == {0.0, 1.0}  # ones, 0 if ignored
     # ISBI-style binary labels are used as they are
@@ -306,7 +311,7 @@ def test_prepare_instances_binary_and_ignore(tmp_path):
         names=["b"],
         class_of_interest=0,
     )
-    prep = T.prepare(isbi, T.PRESETS["adam"], tmp_path / "cache")
+    prep = T.prepare(isbi, R.PRESETS["adam"], tmp_path / "cache")
     np.testing.assert_array_equal(prep.labels[0], binary)
     assert prep.class_of_interest == 0
 
@@ -325,3 +330,67 @@ def test_split_validation():
         T.split_validation(5, 0.0, 0, names, ["07"])
     with pytest.raises(ValueError, match="No image left"):
         T.split_validation(1, 0.5, 0, ["a"], ["a"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_schedule_warms_up_then_holds_or_decays(schedule):
+    rate = R.learning_rate_schedule(1e-3, 10, 110, schedule)
+
+    def at(step):
+        return float(keras.ops.convert_to_numpy(rate(step)))
+
+    assert at(0) == pytest.approx(1e-5)
+    assert at(5) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5), rel=1e-5)
+    assert at(10) == pytest.approx(1e-3)
+    if schedule == "constant":
+        assert at(60) == at(110) == pytest.approx(1e-3)
+    else:
+        assert at(60) == pytest.approx(0.5e-3, rel=1e-5)
+        assert at(110) == pytest.approx(0.0, abs=1e-9)
+    assert R.learning_rate_schedule(1e-3) == 1e-3
+    with pytest.raises(ValueError, match="total_steps"):
+        R.learning_rate_schedule(1e-3, 10, None, "cosine")
+
+
+def test_diverging_run_fails_and_keeps_the_last_good_checkpoint(tmp_path):
+    class Poison(keras.callbacks.Callback):
+        """Make the weights NaN at the start of the second epoch."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.get_layer("unet_logits").kernel
+                kernel.assign(keras.ops.full(kernel.shape, float("nan")))
+
+    config = small_config(tmp_path, epochs=3)
+    good = {}
+
+    class Keep(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            good["last"] = (tmp_path / "run" / "last.keras").read_bytes()
+
+    with pytest.raises(C.TrainingDiverged, match="diverged.*last good"):
+        T.train(config, callbacks=[Keep(), Poison()])
+    assert (tmp_path / "run" / "last.keras").read_bytes() == good["last"]
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epochs_done"] == 1
+    # a fresh run that diverges at once has no checkpoint to keep
+    fresh = small_config(tmp_path / "b", optimizer="sgd", learning_rate=1e30,
+                         warmup_steps=0)  # fmt: skip
+    with pytest.raises(C.TrainingDiverged, match="loss is (nan|inf)"):
+        T.train(fresh)
+
+
+def test_threshold_is_calibrated_on_validation_images(tmp_path):
+    result = T.train(small_config(tmp_path, epochs=1))
+    cal = result.calibration
+    assert 0.05 <= cal["decision_threshold"] <= 0.95
+    assert cal["pixel_error"] == min(cal["pixel_errors"])
+    assert cal["pixel_error"] <= cal["pixel_error_at_0.5"]
+    info = json.loads((result.output / "config.json").read_text())
+    assert info["calibration"] == cal
+    from keras_unet.calibration import decision_threshold
+
+    assert decision_threshold(result.output / "best.keras") == (
+        cal["decision_threshold"]
+    )
+    assert decision_threshold(tmp_path / "nowhere" / "best.keras") == 0.5
