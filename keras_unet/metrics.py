@@ -41,7 +41,7 @@ import numpy as np
 from keras import ops
 from scipy import ndimage
 
-from keras_unet import _topology
+from keras_unet import topology
 from keras_unet.io import (
     IMAGE_SUFFIXES,
     atomic_path,
@@ -337,7 +337,7 @@ def _predicted_segments(membrane, predicted_membrane):
 
 def _warping_error(prob, membrane, cells, threshold, return_warped=False):
     target = ~membrane
-    warped = _topology.warp(cells, target, np.abs(prob - threshold))
+    warped = topology.warp(cells, target, np.abs(prob - threshold))
     error = float(np.count_nonzero(warped != target)) / cells.size
     return (error, warped) if return_warped else error
 
@@ -458,7 +458,7 @@ def warping_error(membrane_prob, label, threshold=0.5, return_warped=False):
     in confidence, compared in float32, go in column-major scan order):
     Fiji visits the disagreements one by one, this implementation decides
     whole waves of non-adjacent pixels at once with the same outcome (see
-    ``keras_unet._topology.warp``; the tests check it against a
+    ``keras_unet.topology.warp``; the tests check it against a
     line-by-line port of Fiji's loop). Only pixels that disagree are ever
     flipped, so a thin boundary moved by more than its width is counted,
     and the greedy relaxation can leave a pixel or two at a junction of a

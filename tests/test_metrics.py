@@ -1,4 +1,4 @@
-"""Tests for keras_unet.metrics (and the private keras_unet._topology).
+"""Tests for keras_unet.metrics and keras_unet.topology.
 
 Every measure is checked on hand-made cases whose answer is known, and
 against an independent, obviously-correct slow implementation written here:
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from keras_unet import _topology, geometry
+from keras_unet import geometry, topology
 from keras_unet.io import read_image, write_image
 from keras_unet.metrics import (
     DEFAULT_THRESHOLDS,
@@ -190,13 +190,13 @@ def soft_proposal(label, seed, noise=1.0, sigma=1.5):
 def test_simple_lut_matches_brute_force_definition():
     for code in range(256):
         patch = np.zeros((3, 3), int)
-        for bit, (dy, dx) in enumerate(_topology.NEIGHBOUR_OFFSETS):
+        for bit, (dy, dx) in enumerate(topology.NEIGHBOUR_OFFSETS):
             patch[1 + dy, 1 + dx] = (code >> bit) & 1
-        assert _topology.SIMPLE_LUT[code] == brute_force_simple(patch), code
+        assert topology.SIMPLE_LUT[code] == brute_force_simple(patch), code
 
 
 def test_simple_lut_known_cases():
-    lut, offs = _topology.SIMPLE_LUT, _topology.NEIGHBOUR_OFFSETS
+    lut, offs = topology.SIMPLE_LUT, topology.NEIGHBOUR_OFFSETS
 
     def code(ones):
         return sum(1 << offs.index(o) for o in ones)
@@ -212,13 +212,13 @@ def test_simple_lut_known_cases():
 def test_neighbour_codes_match_patches():
     rng = np.random.default_rng(0)
     mask = rng.random((9, 11)) < 0.5
-    codes = _topology.neighbour_codes(mask)
+    codes = topology.neighbour_codes(mask)
     padded = np.pad(mask, 1)
     for y in range(9):
         for x in range(11):
             expect = sum(
                 int(padded[1 + y + dy, 1 + x + dx]) << bit
-                for bit, (dy, dx) in enumerate(_topology.NEIGHBOUR_OFFSETS)
+                for bit, (dy, dx) in enumerate(topology.NEIGHBOUR_OFFSETS)
             )
             assert codes[y, x] == expect
 
@@ -239,7 +239,7 @@ def test_warp_equals_fiji_sequential_loop(kind, seed):
     for t in (0.3, 0.5, 0.7):
         target = prob < t
         conf = np.abs(prob - t)
-        ours = _topology.warp(cells, target, conf)
+        ours = topology.warp(cells, target, conf)
         ref = fiji_warp_reference(cells, target, conf)
         np.testing.assert_array_equal(ours, ref)
 
@@ -251,7 +251,7 @@ def test_warp_equals_fiji_loop_on_real_isbi_crop(shared_data):
     prob = 1.0 - image / 255.0  # dark membranes: a poor, tie-rich map
     for t in (0.4, 0.6):
         target, conf = prob < t, np.abs(prob - t)
-        ours = _topology.warp(label != 0, target, conf)
+        ours = topology.warp(label != 0, target, conf)
         ref = fiji_warp_reference(label != 0, target, conf)
         np.testing.assert_array_equal(ours, ref)
 
@@ -260,14 +260,14 @@ def test_warp_keeps_topology_and_moves_toward_target():
     label = synthetic_label(3, size=64)
     prob = soft_proposal(label, 3, noise=2.0)
     cells, target = label != 0, prob < 0.5
-    warped = _topology.warp(cells, target, np.abs(prob - 0.5))
+    warped = topology.warp(cells, target, np.abs(prob - 0.5))
 
-    def topology(c):  # 4-connected cells; 8-connected membrane + outside
+    def components(c):  # 4-connected cells; 8-connected membrane + outside
         membrane = np.pad(~c, 1, constant_values=True)
         return ndimage.label(c, CROSS)[1], ndimage.label(membrane, SQUARE)[1]
 
-    assert topology(warped) == topology(cells)
-    assert topology(target) != topology(cells)  # the proposal's differs
+    assert components(warped) == components(cells)
+    assert components(target) != components(cells)  # the proposal's differs
     changed = warped != cells
     assert changed.sum() > 100 and np.all(warped[changed] == target[changed])
 

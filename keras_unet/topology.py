@@ -1,11 +1,11 @@
-"""2D digital topology for the warping error (private; numpy only).
+"""2D digital topology for the warping error (numpy only).
 
 The warping error of Jain et al. (2010) relaxes the ground truth toward a
 proposal by flipping *simple* pixels only: pixels whose flip changes neither
 the number of cells nor the number of membrane pieces, nor creates or fills a
 hole. This module holds the simple-point test (a 256-entry lookup table over
 the 3x3 neighbourhood) and the vectorized relaxation used by
-`keras_unet.metrics.warping_error`.
+`keras_unet.scores.warping_error`.
 
 Digital topology pair: foreground (cells, value 1) is 4-connected and
 background (membranes, value 0) 8-connected, as in Fiji's
