@@ -1,4 +1,4 @@
-"""Benchmark of keras_unet.metrics on the real ISBI 2012 slices.
+"""Benchmark of keras_unet.scores and evaluation on real ISBI 2012 slices.
 
 Two parts, saved to ``benchmarks/results/metrics.json``:
 
@@ -39,10 +39,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from keras_unet import topology  # noqa: E402
+from keras_unet.evaluation import evaluate_folders  # noqa: E402
 from keras_unet.io import atomic_path, read_image, write_image  # noqa: E402
-from keras_unet.metrics import (  # noqa: E402
+from keras_unet.scores import (  # noqa: E402
     DEFAULT_THRESHOLDS,
-    evaluate_folders,
     isbi_scores,
     warping_error,
 )
