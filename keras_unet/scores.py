@@ -651,6 +651,13 @@ def mean_isbi_scores(scores):
 
     Returns:
         A dict of the same form as `isbi_scores` returns.
+
+    Examples:
+        >>> label = np.full((8, 8), 255, np.uint8); label[:, 4] = 0
+        >>> good = isbi_scores(label == 0, label, measures="pixel")
+        >>> poor = isbi_scores(np.zeros((8, 8)), label, measures="pixel")
+        >>> mean_isbi_scores([good, poor])["pixel_error"]  # (0 + 1/8) / 2
+        0.0625
     """
     scores = list(scores)
     if not scores:
