@@ -52,8 +52,8 @@ def run_one(recipe, seed, args, workdir):
 
     from keras_unet import train as T
     from keras_unet.datasets import load_isbi2012
-    from keras_unet.metrics import isbi_scores, mean_isbi_scores
     from keras_unet.model import unet_flops
+    from keras_unet.scores import isbi_scores, mean_isbi_scores
     from keras_unet.tiling import predict_tiled
 
     names = [f"{i:02d}" for i in range(20, 24)]

@@ -1,4 +1,4 @@
-"""Benchmark of keras_unet.metrics on the real ISBI 2012 slices.
+"""Benchmark of keras_unet.scores and evaluation on real ISBI 2012 slices.
 
 Two parts, saved to ``benchmarks/results/metrics.json``:
 
@@ -38,11 +38,11 @@ from scipy import ndimage
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from keras_unet import _topology  # noqa: E402
+from keras_unet import topology  # noqa: E402
+from keras_unet.evaluation import evaluate_folders  # noqa: E402
 from keras_unet.io import atomic_path, read_image, write_image  # noqa: E402
-from keras_unet.metrics import (  # noqa: E402
+from keras_unet.scores import (  # noqa: E402
     DEFAULT_THRESHOLDS,
-    evaluate_folders,
     isbi_scores,
     warping_error,
 )
@@ -61,8 +61,8 @@ def sequential_fiji_warp(source, target, confidence):
     conf = np.zeros((h + 2, wp), np.float32)
     conf[1:-1, 1:-1] = confidence
     conf = conf.ravel()
-    lut = _topology.SIMPLE_LUT.tolist()
-    offs = [dy * wp + dx for dy, dx in _topology.NEIGHBOUR_OFFSETS]
+    lut = topology.SIMPLE_LUT.tolist()
+    offs = [dy * wp + dx for dy, dx in topology.NEIGHBOUR_OFFSETS]
     # x-outer, y-inner scan of the interior, as Fiji lists mismatches
     xs, ys = np.arange(1, w + 1), np.arange(1, h + 1)
     scan = (xs[:, None] + ys[None, :] * wp).ravel()
@@ -145,7 +145,7 @@ def baseline_ratio(data, slice_id=0, threshold=0.5):
     out = []
     for name, prob in maps_for(label, image, slice_id).items():
         args = (label != 0, prob < threshold, np.abs(prob - threshold))
-        fast_s, fast = timed(lambda a=args: _topology.warp(*a), 3)
+        fast_s, fast = timed(lambda a=args: topology.warp(*a), 3)
         slow_s, slow = timed(lambda a=args: sequential_fiji_warp(*a), 1)
         same = bool(np.array_equal(fast, slow))
         out.append(

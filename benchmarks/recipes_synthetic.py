@@ -31,7 +31,8 @@ def run_one(recipe, seed, steps, workdir):
     import numpy as np
     from scipy import ndimage
 
-    from keras_unet import datasets, metrics, train
+    from keras_unet import datasets, train
+    from keras_unet.scores import isbi_scores, seg_iou
     from keras_unet.tiling import predict_tiled
     from keras_unet.weights import separate_instances
 
@@ -56,11 +57,11 @@ def run_one(recipe, seed, steps, workdir):
     rows = []
     for image, inst in zip(images, instances):
         prob = predict_tiled(result.model, image, verbose=0)
-        scores = metrics.isbi_scores(prob[..., 0], separate_instances(inst))
+        scores = isbi_scores(prob[..., 0], separate_instances(inst))
         cells, _ = ndimage.label(prob[..., 1] > 0.5)
         rows.append(
             {
-                "seg_iou": metrics.seg_iou(cells, inst),
+                "seg_iou": seg_iou(cells, inst),
                 **{
                     k: scores[k]
                     for k in ("pixel_error", "rand_error", "warping_error")

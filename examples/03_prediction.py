@@ -20,7 +20,8 @@ import numpy as np
 from scipy import ndimage
 
 import keras_unet
-from keras_unet import datasets, figures, metrics, weights
+from keras_unet import datasets, figures, weights
+from keras_unet.scores import isbi_scores, seg_iou
 
 """## A model"""
 
@@ -60,9 +61,9 @@ def main(argv=None):
         cells = probs[..., 1] > 0.5
         """### Scores: ISBI 2012 measures and SEG IoU"""
         target = weights.separate_instances(inst)  # cells 1, borders 0
-        scores = metrics.isbi_scores(probs[..., 0], target)
+        scores = isbi_scores(probs[..., 0], target)
         segmented, _ = ndimage.label(cells)
-        seg = metrics.seg_iou(segmented, inst)
+        seg = seg_iou(segmented, inst)
         print(
             f"image {i}: pixel {scores['pixel_error']:.4f} rand "
             f"{scores['rand_error']:.4f} warping {scores['warping_error']:.5f} "

@@ -1,11 +1,11 @@
-"""2D digital topology for the warping error (private; numpy only).
+"""2D digital topology for the warping error (numpy only).
 
 The warping error of Jain et al. (2010) relaxes the ground truth toward a
 proposal by flipping *simple* pixels only: pixels whose flip changes neither
 the number of cells nor the number of membrane pieces, nor creates or fills a
 hole. This module holds the simple-point test (a 256-entry lookup table over
 the 3x3 neighbourhood) and the vectorized relaxation used by
-`keras_unet.metrics.warping_error`.
+`keras_unet.scores.warping_error`.
 
 Digital topology pair: foreground (cells, value 1) is 4-connected and
 background (membranes, value 0) 8-connected, as in Fiji's
@@ -134,90 +134,121 @@ def warp(source, target, confidence) -> np.ndarray:
         The warped source, (H, W) bool. Outside the image counts as
         background, as Fiji pads with 0.
     """
-    source = np.asarray(source, dtype=bool)
-    target = np.asarray(target, dtype=bool)
-    h, w = source.shape
-    hp, wp = h + 2, w + 2
-    state = np.zeros((hp, wp), np.uint8)
-    state[1:-1, 1:-1] = source
-    state = state.ravel()
-    goal = np.zeros((hp, wp), np.uint8)
-    goal[1:-1, 1:-1] = target
-    goal = goal.ravel()  # the 1-pixel border agrees: never visited
-    codes = np.zeros((hp, wp), np.uint8)
-    codes[1:-1, 1:-1] = neighbour_codes(source)
-    codes = codes.ravel()
-
-    # Disagreements only ever turn into agreements, so Fiji's visit order
-    # of every pass is the order of the first pass restricted to what still
-    # disagrees: rank the first pass's pixels by confidence (float32,
-    # descending), then column-major scan position.
-    disagree = state != goal
-    pixels = np.flatnonzero(disagree)
-    conf = np.zeros((hp, wp), np.float32)
-    conf[1:-1, 1:-1] = np.asarray(confidence, dtype=np.float32)
-    row, col = np.divmod(pixels, wp)
-    order = np.lexsort((row, col, -conf.ravel()[pixels]))
-    index = np.int32 if hp * wp < 2**31 else np.int64  # halves the memory
-    rank = np.full(hp * wp, -1, index)
-    rank[pixels[order]] = np.arange(pixels.size, dtype=index)
-
-    offsets = np.array([dy * wp + dx for dy, dx in NEIGHBOUR_OFFSETS])
-    # Flipping p changes bit (7 - k) of its neighbour p + offsets[k].
-    update_bits = np.array([1 << (7 - k) for k in range(8)], np.uint8)
-    owner = np.zeros(hp * wp, index)
-    member = np.zeros(hp * wp, bool)  # visited in the current pass
-    waiting = np.zeros(hp * wp, np.int8)  # earlier neighbours not done
-
-    def unique(idx):  # distinct values of idx, in O(len(idx))
-        pos = np.arange(idx.size, dtype=index)
-        owner[idx] = pos
-        return idx[owner[idx] == pos]
-
-    def neighbours(pixels, later):  # disagreeing neighbours after/before
-        nb = pixels[:, None] + offsets
-        r = rank[pixels][:, None]
-        keep = disagree[nb] & ((rank[nb] > r) if later else (rank[nb] < r))
-        return nb, keep
-
+    relax = _Relaxation(source, target, confidence)
     # A pass visits the pixels that may be simple now (never visited, or a
     # neighbour flipped since their last visit) and, by induction, every
     # disagreeing pixel after an adjacent visited one in the order (an
     # earlier flip may have made it simple). No other pixel can flip.
-    dirty = pixels
+    dirty = relax.pixels
     while dirty.size:
-        member[dirty] = True
+        visit = relax.pass_pixels(dirty)
+        flipped = relax.decide(visit)
+        if not flipped.size:
+            break
+        dirty = relax.touched(flipped)
+    return relax.result()
+
+
+class _Relaxation:
+    """The flat, 1-pixel padded arrays of one `warp` and its steps.
+
+    Pixel indices are flat indices into the padded (H + 2, W + 2) image;
+    the border agrees by construction, so it is never visited.
+    """
+
+    def __init__(self, source, target, confidence):
+        source = np.asarray(source, dtype=bool)
+        h, w = source.shape
+        self.shape = hp, wp = h + 2, w + 2
+        self.state = _padded(source, np.uint8).ravel()
+        goal = _padded(np.asarray(target, dtype=bool), np.uint8).ravel()
+        self.codes = _padded(neighbour_codes(source), np.uint8).ravel()
+        # Disagreements only ever turn into agreements, so Fiji's visit
+        # order of every pass is the order of the first pass restricted to
+        # what still disagrees: rank the first pass's pixels by confidence
+        # (float32, descending), then column-major scan position.
+        self.disagree = self.state != goal
+        self.pixels = np.flatnonzero(self.disagree)
+        conf = _padded(np.asarray(confidence, dtype=np.float32), np.float32)
+        row, col = np.divmod(self.pixels, wp)
+        order = np.lexsort((row, col, -conf.ravel()[self.pixels]))
+        # int32 indices halve the memory where they suffice
+        index = np.int32 if hp * wp < 2**31 else np.int64
+        self.index = index
+        self.rank = np.full(hp * wp, -1, index)
+        self.rank[self.pixels[order]] = np.arange(self.pixels.size, dtype=index)
+        self.offsets = np.array([dy * wp + dx for dy, dx in NEIGHBOUR_OFFSETS])
+        # Flipping p changes bit (7 - k) of its neighbour p + offsets[k].
+        self.update_bits = np.array([1 << (7 - k) for k in range(8)], np.uint8)
+        self.owner = np.zeros(hp * wp, index)
+        self.member = np.zeros(hp * wp, bool)  # visited in the current pass
+        self.waiting = np.zeros(hp * wp, np.int8)  # earlier neighbours to do
+
+    def unique(self, idx):
+        """The distinct values of `idx`, in O(len(idx))."""
+        pos = np.arange(idx.size, dtype=self.index)
+        self.owner[idx] = pos
+        return idx[self.owner[idx] == pos]
+
+    def neighbours(self, pixels, later):
+        """Neighbours of `pixels` and which disagree and come after/before."""
+        nb = pixels[:, None] + self.offsets
+        r = self.rank[pixels][:, None]
+        earlier_or_later = (self.rank[nb] > r) if later else (self.rank[nb] < r)
+        return nb, self.disagree[nb] & earlier_or_later
+
+    def pass_pixels(self, dirty):
+        """`dirty` and every disagreeing pixel after an adjacent visited one.
+
+        Marks them as members of the pass.
+        """
+        self.member[dirty] = True
         frontier, visit = dirty, [dirty]
         while frontier.size:
-            nb, keep = neighbours(frontier, later=True)
+            nb, keep = self.neighbours(frontier, later=True)
             nb = nb[keep]
-            frontier = unique(nb[~member[nb]])
-            member[frontier] = True
+            frontier = self.unique(nb[~self.member[nb]])
+            self.member[frontier] = True
             visit.append(frontier)
-        visit = np.concatenate(visit)
-        # Decide the visited pixels in the order, a whole wave at a time:
-        # a pixel is decided once all its earlier visited neighbours are.
-        nb, keep = neighbours(visit, later=False)
-        waiting[visit] = (keep & member[nb]).sum(axis=1)
-        wave = visit[waiting[visit] == 0]
-        flipped = []
+        return np.concatenate(visit)
+
+    def decide(self, visit):
+        """Visit the pass's pixels in the order; return those flipped.
+
+        A whole wave is decided at a time: a pixel is decided once all its
+        earlier visited neighbours are.
+        """
+        nb, keep = self.neighbours(visit, later=False)
+        self.waiting[visit] = (keep & self.member[nb]).sum(axis=1)
+        wave = visit[self.waiting[visit] == 0]
+        flipped = [wave[:0]]
         while wave.size:
-            group = wave[SIMPLE_LUT[codes[wave]]]
+            group = wave[SIMPLE_LUT[self.codes[wave]]]
             if group.size:
-                state[group] ^= 1
-                for off, bit in zip(offsets, update_bits):
-                    codes[group + off] ^= bit
+                self.state[group] ^= 1
+                for off, bit in zip(self.offsets, self.update_bits):
+                    self.codes[group + off] ^= bit
                 flipped.append(group)
-            nb, keep = neighbours(wave, later=True)
-            nb = nb[keep & member[nb]]
-            np.subtract.at(waiting, nb, 1)
-            nb = unique(nb)
-            wave = nb[waiting[nb] == 0]
-        member[visit] = False
-        if not flipped:
-            break
-        flipped = np.concatenate(flipped)
-        disagree[flipped] = False
-        near = unique((flipped[:, None] + offsets).ravel())
-        dirty = near[disagree[near]]
-    return state.reshape(hp, wp)[1:-1, 1:-1].astype(bool)
+            nb, keep = self.neighbours(wave, later=True)
+            nb = nb[keep & self.member[nb]]
+            np.subtract.at(self.waiting, nb, 1)
+            nb = self.unique(nb)
+            wave = nb[self.waiting[nb] == 0]
+        self.member[visit] = False
+        return np.concatenate(flipped)
+
+    def touched(self, flipped):
+        """The disagreeing pixels next to a flipped one (may be simple now)."""
+        self.disagree[flipped] = False
+        near = self.unique((flipped[:, None] + self.offsets).ravel())
+        return near[self.disagree[near]]
+
+    def result(self):
+        return self.state.reshape(self.shape)[1:-1, 1:-1].astype(bool)
+
+
+def _padded(a, dtype):
+    """`a` with a 1-pixel border of zeros, as `dtype`."""
+    out = np.zeros((a.shape[0] + 2, a.shape[1] + 2), dtype)
+    out[1:-1, 1:-1] = a
+    return out
