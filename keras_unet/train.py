@@ -459,6 +459,7 @@ def fit(model, config, streams, callbacks):
         validation_data=streams.validation,
         callbacks=callbacks,
         verbose=config.verbose,
+        shuffle=False,  # the stream shuffles itself
     )
     train_ds = streams.first
     if 0 < within < config.steps and epochs_done < config.epochs:

@@ -214,7 +214,7 @@ def evaluate_predictions(
 ):
     """ISBI 2012 scores of a folder of probability maps against labels.
 
-    Calls `keras_unet.metrics.evaluate_folders`. Maps written by
+    Calls `keras_unet.evaluation.evaluate_folders`. Maps written by
     `predict_files` for a cell class are turned into membrane
     probabilities (``1 - p``) automatically, using ``predictions.json``;
     pass `invert` to decide yourself.
@@ -223,7 +223,7 @@ def evaluate_predictions(
         The report dict (per image and mean), also written to
         ``output_dir`` as JSON and CSV when given.
     """
-    from keras_unet.metrics import evaluate_folders
+    from keras_unet.evaluation import evaluate_folders
 
     if invert is None:
         record = pathlib.Path(predictions) / PREDICTION_INFO
@@ -350,19 +350,20 @@ def _score_one(model, item, interest, threshold):
     """Scores and figure panels of one held-out image."""
     from scipy import ndimage
 
-    from keras_unet import figures, metrics
+    from keras_unet import figures
+    from keras_unet.scores import isbi_scores, seg_iou
     from keras_unet.tiling import predict_tiled
 
     name, image, instances, label = item
     prob = predict_tiled(model, image, verbose=0)
-    scores = metrics.isbi_scores(prob[..., 0], label)
+    scores = isbi_scores(prob[..., 0], label)
     row = {"image": name}
     row.update({k: scores[k] for k in ("pixel_error", "rand_error",
                                        "warping_error")})  # fmt: skip
     chosen = prob[..., interest] >= threshold
     if instances is not None:
         segmented, _ = ndimage.label(chosen)
-        row["seg_iou"] = metrics.seg_iou(segmented, instances)
+        row["seg_iou"] = seg_iou(segmented, instances)
         panels = [image, figures.color_instances(instances),
                   figures.overlay(image, ~chosen),
                   figures.color_instances(segmented)]  # fmt: skip

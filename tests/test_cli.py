@@ -389,10 +389,44 @@ def test_demo_on_isbi_holds_out_the_last_slices(tmp_path, shared_data):
     assert record["meaning"] == "membrane"
 
 
-def test_preset_names_match_the_recipes():
-    from keras_unet.train import PRESETS
+def test_train_options_are_generated_from_the_config():
+    import dataclasses
 
-    assert tuple(sorted(PRESETS)) == cli.PRESET_NAMES
+    from keras_unet.config import TrainConfig
+    from keras_unet.recipes import PRESETS
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    actions = {a.dest: a for a in sub.choices["train"]._actions}
+    for field in dataclasses.fields(TrainConfig):
+        if not field.metadata["cli"]:
+            continue
+        action = actions[field.name]
+        assert field.metadata["help"] in action.help
+        assert action.default is None  # config files and presets fill in
+        if field.metadata["choices"]:
+            want = [c for c in field.metadata["choices"] if c is not None]
+            assert list(action.choices) == want, field.name
+    assert list(actions["preset"].choices) == list(PRESETS)
+    args = parser.parse_args(
+        ["train", "--learning-rate", "3e-4", "--holdout", "20", "21",
+         "--no-tensorboard", "--warmup-steps", "0"]
+    )  # fmt: skip
+    assert args.learning_rate == 3e-4 and args.holdout_names == ["20", "21"]
+    assert args.tensorboard is False and args.warmup_steps == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--steps", "0"])
+
+
+def test_diverging_training_exits_1_with_one_line(tmp_path, capsys):
+    argv = ["train", "--output", str(tmp_path / "run"), "--synthetic-count",
+            "4", "--synthetic-size", "64", *SMALL, "--optimizer", "sgd",
+            "--learning-rate", "1e30", "--warmup-steps", "0"]  # fmt: skip
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("keras-unet: error: training diverged")
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "Done" not in captured.out
 
 
 def test_building_the_parser_does_not_import_tensorflow():
