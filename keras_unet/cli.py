@@ -343,19 +343,7 @@ def _cmd_export(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-unet",
-        description="The original U-Net (Ronneberger et al. 2015) for Keras 3: "
-        "train, segment, evaluate and export.",
-    )
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"keras-unet {keras_unet.__version__}",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_summary(sub):
     p = sub.add_parser(
         "summary",
         help="print a model's layer table and tile geometry",
@@ -365,6 +353,8 @@ def build_parser():
     _add_model_args(p)
     p.set_defaults(func=_cmd_summary)
 
+
+def _add_demo(sub):
     p = sub.add_parser(
         "demo",
         help="the main job: train, segment and evaluate on built-in data",
@@ -393,6 +383,8 @@ def build_parser():
     )
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_train(sub):
     p = sub.add_parser(
         "train",
         help="train a U-Net on a dataset folder",
@@ -415,6 +407,8 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
+
+def _add_predict(sub):
     p = sub.add_parser(
         "predict",
         help="segment images with a trained model",
@@ -467,6 +461,8 @@ def build_parser():
     )
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_evaluate(sub):
     p = sub.add_parser(
         "evaluate",
         help="pixel, Rand and warping error of probability maps",
@@ -486,6 +482,8 @@ def build_parser():
     )
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_export(sub):
     p = sub.add_parser(
         "export",
         help="export a SavedModel for TensorFlow Serving",
@@ -515,6 +513,29 @@ def build_parser():
         help="replace an existing SavedModel folder",
     )
     p.set_defaults(func=_cmd_export)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-unet",
+        description="The original U-Net (Ronneberger et al. 2015) for Keras 3: "
+        "train, segment, evaluate and export.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"keras-unet {keras_unet.__version__}",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (
+        _add_summary,
+        _add_demo,
+        _add_train,
+        _add_predict,
+        _add_evaluate,
+        _add_export,
+    ):
+        add(sub)
     return parser
 
 

@@ -132,22 +132,30 @@ class TrainConfig:
         "cross entropy, flips only), large-batch (adam with 8 tiles per "
         "step)", choices=tuple(PRESETS), group="recipe")  # fmt: skip
     optimizer: str | None = _from_preset(
-        "optimizer", "str", choices=("adam", "adamw", "sgd"))
+        "optimizer", "str", choices=("adam", "adamw", "sgd")
+    )
     learning_rate: float | None = _from_preset(
-        "peak learning rate", "float", minimum=0.0)
+        "peak learning rate", "float", minimum=0.0
+    )
     momentum: float | None = _from_preset("SGD momentum", "float", minimum=0.0)
     batch_size: int | None = _from_preset(
-        "tiles per step, per device with --distribute", "int", minimum=1)
+        "tiles per step, per device with --distribute", "int", minimum=1
+    )
     weights: str | None = _from_preset(
         "loss weights: the paper's maps, class balance only, or none", "str",
         choices=("unet", "balanced", "none"))  # fmt: skip
     augment: str | None = _from_preset(
-        "augmentation", "str", choices=("paper", "flips", "none"))
+        "augmentation", "str", choices=("paper", "flips", "none")
+    )
     warmup_steps: int | None = _from_preset(
-        "steps of linear learning-rate warm-up", "int", minimum=0)
+        "steps of linear learning-rate warm-up", "int", minimum=0
+    )
     schedule: str | None = _from_preset(
         "learning rate after the warm-up: constant, or cosine decay to 0 at "
-        "the end of the run", "str", choices=("constant", "cosine"))
+        "the end of the run",
+        "str",
+        choices=("constant", "cosine"),
+    )
     w0: float = option(10.0, "border weight w0 of the paper's maps",
                        minimum=0.0, group="recipe")  # fmt: skip
     sigma: float = option(5.0, "border width sigma of the paper's maps (px)",

@@ -474,6 +474,61 @@ def _unannotated(instances, markers):
     return mask
 
 
+def _mask_files(mask_dir, mask_suffix):
+    """{image stem: mask file} of a mask folder."""
+    found = {}
+    for f in _image_files(mask_dir):
+        stem = f.stem
+        if mask_suffix:
+            if not stem.endswith(mask_suffix):
+                continue
+            stem = stem[: -len(mask_suffix)]
+        if stem in found:
+            raise ValueError(
+                f"Two masks in {mask_dir} belong to '{stem}': "
+                f"{found[stem].name} and {f.name}. Keep one."
+            )
+        found[stem] = f
+    return found
+
+
+def _read_mask(path, image_path, image_shape):
+    """A single-channel integer mask of the image's size, as int32."""
+    from keras_unet.io import read_image
+
+    mask = read_image(path)
+    if mask.ndim == 3:
+        if not np.all(mask == mask[..., :1]):
+            raise ValueError(
+                f"Mask {path} has colour channels that differ; masks must "
+                "be single-channel label images."
+            )
+        mask = mask[..., 0]
+    if mask.shape != image_shape:
+        raise ValueError(
+            f"Mask {path} is {mask.shape} but image {image_path} is "
+            f"{image_shape}."
+        )
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"Mask {path} is not integer-valued.")
+    return mask.astype(np.int32)
+
+
+def _class_masks(masks, num_classes):
+    """Class-index masks (0/255 becomes 0/1) and the number of classes."""
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    if set(values.tolist()) <= {0, 255}:
+        masks = [(m > 0).astype(np.int32) for m in masks]
+        values = np.array([0, 1])
+    k = int(values.max()) + 1 if num_classes is None else int(num_classes)
+    if values.min() < 0 or values.max() >= k:
+        raise ValueError(
+            f"Masks hold class values {values.tolist()[:10]} but "
+            f"num_classes={k}."
+        )
+    return masks, max(k, 2)
+
+
 def load_folders(
     images, masks, mask_suffix="", mask_type="classes", num_classes=None
 ) -> ImageSet:
@@ -493,13 +548,10 @@ def load_folders(
         num_classes: number of classes (default: largest class + 1, at
             least 2).
     """
+    from keras_unet.checks import check_choice
     from keras_unet.io import files_by_stem, read_image
 
-    if mask_type not in ("classes", "instances"):
-        raise ValueError(
-            "`mask_type` must be 'classes' or 'instances'. "
-            f"Received: {mask_type!r}"
-        )
+    check_choice(mask_type, "mask_type", ("classes", "instances"))
     image_dir = _require_dir(images, "a folder of image files")
     mask_dir = _require_dir(masks, "a folder of mask files")
     image_files = _image_files(image_dir)
@@ -513,72 +565,26 @@ def load_folders(
             f"{image_dir} holds no image files (.png, .tif, .jpg, .bmp)."
         )
     files_by_stem(image_files, image_dir)
-    mask_files = {}
-    for f in _image_files(mask_dir):
-        stem = f.stem
-        if mask_suffix:
-            if not stem.endswith(mask_suffix):
-                continue
-            stem = stem[: -len(mask_suffix)]
-        if stem in mask_files:
-            raise ValueError(
-                f"Two masks in {mask_dir} belong to '{stem}': "
-                f"{mask_files[stem].name} and {f.name}. Keep one."
-            )
-        mask_files[stem] = f
+    mask_files = _mask_files(mask_dir, mask_suffix)
     missing = [f.name for f in image_files if f.stem not in mask_files]
     if missing:
         raise FileNotFoundError(
             f"No mask in {mask_dir} for {len(missing)} image(s), e.g. "
             f"{missing[:3]} (looked for '<stem>{mask_suffix}.<ext>')."
         )
-    imgs, masks_, names = [], [], []
-    for f in image_files:
-        image = read_image(f)
-        mask = read_image(mask_files[f.stem])
-        if mask.ndim == 3:
-            if not np.all(mask == mask[..., :1]):
-                raise ValueError(
-                    f"Mask {mask_files[f.stem]} has colour channels that "
-                    "differ; masks must be single-channel label images."
-                )
-            mask = mask[..., 0]
-        if mask.shape != image.shape[:2]:
-            raise ValueError(
-                f"Mask {mask_files[f.stem]} is {mask.shape} but image {f} is "
-                f"{image.shape[:2]}."
-            )
-        if not np.issubdtype(mask.dtype, np.integer):
-            raise ValueError(
-                f"Mask {mask_files[f.stem]} is not integer-valued."
-            )
-        imgs.append(image)
-        masks_.append(mask.astype(np.int32))
-        names.append(f.stem)
+    imgs = [read_image(f) for f in image_files]
+    masks_ = [
+        _read_mask(mask_files[f.stem], f, im.shape[:2])
+        for f, im in zip(image_files, imgs)
+    ]
+    names = [f.stem for f in image_files]
+    description = f"folders {image_dir} + {mask_dir}"
     if mask_type == "instances":
-        return ImageSet(
-            images=imgs,
-            instances=masks_,
-            names=names,
-            description=f"folders {image_dir} + {mask_dir}",
-        )
-    values = np.unique(np.concatenate([np.unique(m) for m in masks_]))
-    if set(values.tolist()) <= {0, 255}:
-        masks_ = [(m > 0).astype(np.int32) for m in masks_]
-        values = np.array([0, 1])
-    k = int(values.max()) + 1 if num_classes is None else int(num_classes)
-    if values.min() < 0 or values.max() >= k:
-        raise ValueError(
-            f"Masks hold class values {values.tolist()[:10]} but "
-            f"num_classes={k}."
-        )
-    return ImageSet(
-        images=imgs,
-        labels=masks_,
-        names=names,
-        num_classes=max(k, 2),
-        description=f"folders {image_dir} + {mask_dir}",
-    )
+        return ImageSet(images=imgs, instances=masks_, names=names,
+                        description=description)  # fmt: skip
+    masks_, k = _class_masks(masks_, num_classes)
+    return ImageSet(images=imgs, labels=masks_, names=names, num_classes=k,
+                    description=description)  # fmt: skip
 
 
 def load_synthetic(n=12, size=256, seed=0) -> ImageSet:

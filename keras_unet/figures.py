@@ -138,6 +138,50 @@ def save_panels(path, panels, titles=None, ncols=None):
     return write_image(path, panel_grid(panels, titles, ncols))
 
 
+_COLORS = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+)
+
+
+def _text(img, text, xy, scale=0.4):
+    import cv2
+
+    cv2.putText(img, text, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                cv2.LINE_AA)  # fmt: skip
+
+
+def _finite_series(series, log_y):
+    """[(name, x, y)] with non-finite (and, on a log scale, <= 0) dropped."""
+    data = []
+    for name, (x, y) in series.items():
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        keep = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+        if keep.any():
+            data.append(
+                (name, x[keep], np.log10(y[keep]) if log_y else y[keep])
+            )
+    return data
+
+
+def _data_range(data):
+    """(xmin, xmax, ymin, ymax) of the series, never empty, y padded 5%."""
+    xs = np.concatenate([d[1] for d in data])
+    ys = np.concatenate([d[2] for d in data])
+    xmin, xmax, ymin, ymax = xs.min(), xs.max(), ys.min(), ys.max()
+    if xmax == xmin:
+        xmax = xmin + 1
+    if ymax == ymin:
+        ymin, ymax = ymin - 0.5, ymax + 0.5
+    pad = 0.05 * (ymax - ymin)
+    return xmin, xmax, ymin - pad, ymax + pad
+
+
 def line_plot(
     series, title="", xlabel="", ylabel="", size=(420, 640), log_y=False
 ) -> np.ndarray:
@@ -149,40 +193,13 @@ def line_plot(
 
     h, w = size
     img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 34, 50
-    colors = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-    ]
-    data = []
-    for name, (x, y) in series.items():
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64)
-        keep = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
-        if keep.any():
-            data.append(
-                (name, x[keep], np.log10(y[keep]) if log_y else y[keep])
-            )
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, title, (left, 22), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    x0, x1, y0, y1 = left, w - right, h - bottom, top
+    x0, x1, y0, y1 = 70, w - 20, h - 50, 34  # plot area: left, right, ...
+    _text(img, title, (x0, 22), 0.55)
     cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    data = _finite_series(series, log_y)
     if not data:
         return img
-    xs = np.concatenate([d[1] for d in data])
-    ys = np.concatenate([d[2] for d in data])
-    xmin, xmax = xs.min(), xs.max()
-    ymin, ymax = ys.min(), ys.max()
-    if xmax == xmin:
-        xmax = xmin + 1
-    if ymax == ymin:
-        ymin, ymax = ymin - 0.5, ymax + 0.5
-    pad = 0.05 * (ymax - ymin)
-    ymin, ymax = ymin - pad, ymax + pad
+    xmin, xmax, ymin, ymax = _data_range(data)
 
     def px(x, y):
         u = x0 + (x - xmin) / (xmax - xmin) * (x1 - x0)
@@ -193,50 +210,63 @@ def line_plot(
         fy = ymin + (ymax - ymin) * k / 4
         v = int(round(px(xmin, fy)[1]))
         cv2.line(img, (x0, v), (x1, v), (225, 225, 225), 1)
-        label = f"{10**fy:.3g}" if log_y else f"{fy:.3g}"
-        cv2.putText(
-            img, label, (4, v + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA
-        )
+        _text(img, f"{10**fy:.3g}" if log_y else f"{fy:.3g}", (4, v + 4))
         fx = xmin + (xmax - xmin) * k / 4
-        u = int(round(px(fx, ymin)[0]))
-        cv2.putText(
-            img,
-            f"{fx:.4g}",
-            (u - 12, y0 + 16),
-            font,
-            0.4,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    cv2.putText(
-        img,
-        xlabel,
-        ((x0 + x1) // 2 - 30, h - 12),
-        font,
-        0.45,
-        (0, 0, 0),
-        1,
-        cv2.LINE_AA,
-    )
-    cv2.putText(img, ylabel, (4, y1 - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        _text(img, f"{fx:.4g}", (int(round(px(fx, ymin)[0])) - 12, y0 + 16))
+    _text(img, xlabel, ((x0 + x1) // 2 - 30, h - 12), 0.45)
+    _text(img, ylabel, (4, y1 - 8), 0.45)
     for i, (name, x, y) in enumerate(data):
-        color = colors[i % len(colors)]
+        color = _COLORS[i % len(_COLORS)]
         pts = np.rint(px(x, y)).astype(np.int32)
         if len(pts) == 1:
-            cv2.circle(
-                img, tuple(int(v) for v in pts[0]), 3, color, -1, cv2.LINE_AA
-            )
+            cv2.circle(img, tuple(int(v) for v in pts[0]), 3, color, -1,
+                       cv2.LINE_AA)  # fmt: skip
         else:
-            cv2.polylines(
-                img, [pts.reshape(-1, 1, 2)], False, color, 2, cv2.LINE_AA
-            )
+            cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, color, 2,
+                          cv2.LINE_AA)  # fmt: skip
         ly = y1 + 16 + 18 * i
         cv2.line(img, (x1 - 150, ly - 4), (x1 - 125, ly - 4), color, 2)
-        cv2.putText(
-            img, name, (x1 - 120, ly), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA
-        )
+        _text(img, name, (x1 - 120, ly), 0.45)
     return img
+
+
+def _colour_bar(h, vmin, vmax):
+    """A vertical "jet" colour bar of height h with three labels."""
+    bar_w, text_w = 14, 44
+    ramp = np.linspace(vmax, vmin, h)[:, None].repeat(bar_w, axis=1)
+    bar = np.full((h, bar_w + text_w, 3), 255, np.uint8)
+    bar[:, :bar_w] = colormap(ramp, vmin, vmax, name="jet")
+    for value, v in (
+        (vmax, 10),
+        ((vmin + vmax) / 2, h // 2 + 4),
+        (vmin, h - 3),
+    ):
+        _text(bar, f"{value:.3g}", (bar_w + 3, v), 0.38)
+    return bar
+
+
+def _weight_map_inputs(image, labels, target, weights, label_type, kwargs):
+    """(image, cells, target, weights) checked, the maps computed if needed."""
+    from keras_unet import weights as weight_maps
+
+    image = np.asarray(image)
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if image.shape[:2] != labels.shape:
+        raise ValueError(
+            "`image` and `labels` must have the same height and width. "
+            f"Received: image.shape={image.shape}, labels.shape="
+            f"{labels.shape}"
+        )
+    if target is None or weights is None:
+        target, weights = weight_maps.unet_weight_map(
+            labels, label_type=label_type, return_target=True, **kwargs
+        )
+    cells = labels
+    if label_type == "binary":
+        cells = weight_maps.instances_from_binary(labels)
+    return image, cells, np.asarray(target), np.asarray(weights, np.float64)
 
 
 def weight_map_figure(
@@ -281,39 +311,14 @@ def weight_map_figure(
     Reference:
         Ronneberger et al. 2015, Fig. 3.
     """
-    import cv2
-
-    from keras_unet import weights as weight_maps
-
-    image = np.asarray(image)
-    labels = np.asarray(labels)
-    if labels.ndim == 3 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    if image.shape[:2] != labels.shape:
-        raise ValueError(
-            "`image` and `labels` must have the same height and width. "
-            f"Received: image.shape={image.shape}, labels.shape="
-            f"{labels.shape}"
-        )
-    if target is None or weights is None:
-        target, weights = weight_maps.unet_weight_map(
-            labels,
-            label_type=label_type,
-            return_target=True,
-            **weight_map_kwargs,
-        )
-    if label_type == "binary":
-        cells = weight_maps.instances_from_binary(labels)
-    else:
-        cells = labels
+    image, cells, target, weights = _weight_map_inputs(
+        image, labels, target, weights, label_type, weight_map_kwargs
+    )
     if crop is not None:
         y, x, h, w = (int(v) for v in crop)
         window = (slice(y, y + h), slice(x, x + w))
         image, cells = image[window], cells[window]
-        target, weights = (
-            np.asarray(target)[window],
-            np.asarray(weights)[window],
-        )
+        target, weights = target[window], weights[window]
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(
             f"`scale` must be a positive integer. Received: scale={scale!r}"
@@ -324,7 +329,6 @@ def weight_map_figure(
             return a
         return np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
 
-    weights = np.asarray(weights, np.float64)
     vmax = float(weights.max()) if vmax is None else float(vmax)
     vmin = 0.0
     grey = to_display(image)
@@ -339,30 +343,11 @@ def weight_map_figure(
         ).astype(np.uint8),
         zoom(colormap(weights, vmin, vmax, name="jet")),
     ]
-    # Colour bar to the right of the weight map.
     h = panels[-1].shape[0]
-    bar_w, text_w = 14, 44
-    ramp = np.linspace(vmax, vmin, h)[:, None].repeat(bar_w, axis=1)
-    bar = np.full((h, bar_w + text_w, 3), 255, np.uint8)
-    bar[:, :bar_w] = colormap(ramp, vmin, vmax, name="jet")
-    for value, v in (
-        (vmax, 10),
-        ((vmin + vmax) / 2, h // 2 + 4),
-        (vmin, h - 3),
-    ):
-        cv2.putText(
-            bar,
-            f"{value:.3g}",
-            (bar_w + 3, v),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.38,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
     panels[-1] = np.concatenate(
-        [panels[-1], np.full((h, 4, 3), 255, np.uint8), bar], axis=1
-    )
+        [panels[-1], np.full((h, 4, 3), 255, np.uint8),
+         _colour_bar(h, vmin, vmax)], axis=1
+    )  # fmt: skip
     n_cells = len(np.unique(cells)) - int((cells == 0).any())
     titles = [
         "a: image",

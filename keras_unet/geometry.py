@@ -124,9 +124,10 @@ class UNetGeometry:
         """The largest valid size <= n (None if there is none)."""
         if n < self.min_input_size:
             return None
-        return self.min_input_size + (n - self.min_input_size) // (
-            self.step
-        ) * self.step
+        return (
+            self.min_input_size
+            + (n - self.min_input_size) // (self.step) * self.step
+        )
 
     def round_up(self, n) -> int:
         """The smallest valid size >= n."""
@@ -167,8 +168,7 @@ class UNetGeometry:
         """
         if not 1 <= level <= self.depth:
             raise ValueError(
-                f"`level` must be in [1, {self.depth}]. Received: "
-                f"level={level}"
+                f"`level` must be in [1, {self.depth}]. Received: level={level}"
             )
         if self.padding == "same":
             return 0

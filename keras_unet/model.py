@@ -170,8 +170,11 @@ def build_unet(
         num_classes, "num_classes", 1, "output channels; 2 for cell/membrane"
     )
     dropout = check_number(
-        dropout or 0.0, "dropout", 0.0, 1.0, hint="0 disables it; the paper "
-        "uses 0.5"
+        dropout or 0.0,
+        "dropout",
+        0.0,
+        1.0,
+        hint="0 disables it; the paper uses 0.5",
     )
     if not isinstance(name, str) or not name:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Training recipes: optimizer, learning-rate schedule, loss weighting, augmentation.
+"""Training recipes: optimizer, schedule, loss weighting, augmentation.
 
 `compile_unet(model, preset)` compiles a U-Net with a recipe's optimizer,
 the weighted loss and the training metrics; then call ``model.fit`` on a

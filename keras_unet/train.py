@@ -179,7 +179,9 @@ def split_validation(
         missing = sorted(set(chosen or []) - set(names))
         if missing:
             raise ValueError(f"{what} {missing} are not in the data.")
-    held = {i for i, name in enumerate(names) if name in set(holdout_names or [])}
+    held = {
+        i for i, name in enumerate(names) if name in set(holdout_names or [])
+    }
     pool = [i for i in range(n) if i not in held]
     if val_names:
         val = [i for i, name in enumerate(names) if name in set(val_names)]
@@ -493,9 +495,13 @@ def _merge(history, new):
 def _close_logs(callbacks):
     """Close the CSV and TensorBoard writers of a fit that raised."""
     for callback in callbacks:
-        if isinstance(
-            callback, keras.callbacks.CSVLogger | keras.callbacks.TensorBoard
-        ) and getattr(callback, "model", None) is not None:
+        if (
+            isinstance(
+                callback,
+                keras.callbacks.CSVLogger | keras.callbacks.TensorBoard,
+            )
+            and getattr(callback, "model", None) is not None
+        ):
             callback.on_train_end()
 
 

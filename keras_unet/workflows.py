@@ -103,7 +103,12 @@ def _model_and_meaning(model, class_of_interest, threshold):
             f"class_of_interest={class_of_interest} but the model has "
             f"{num_classes} output channel(s)."
         )
-    return model, name, class_of_interest, 0.5 if threshold is None else threshold
+    return (
+        model,
+        name,
+        class_of_interest,
+        0.5 if threshold is None else threshold,
+    )
 
 
 def predict_files(
@@ -171,7 +176,9 @@ def predict_files(
             model, image, tile_size=tile_size, batch_size=batch_size,
             tta=tta, verbose=0,
         )[..., interest].astype(np.float32)  # fmt: skip
-        overlay = figures.overlay(image, prob >= threshold) if overlays else None
+        overlay = (
+            figures.overlay(image, prob >= threshold) if overlays else None
+        )
         written.append(_write_prediction(out, f.stem, prob, overlay))
         if verbose:
             print(f"{f} -> {written[-1]} ({time.perf_counter() - t0:.1f} s)")
@@ -385,7 +392,9 @@ def _demo_report(result, rows, out, pred_dir, seconds):
         "held_out": rows,
         "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
         "training": {
-            "train_images": [result.data.names[i] for i in result.train_indices],
+            "train_images": [
+                result.data.names[i] for i in result.train_indices
+            ],
             "val_images": [result.data.names[i] for i in result.val_indices],
             "epochs": len(history.get("loss", [])),
             "final_loss": (history.get("loss") or [None])[-1],
@@ -449,8 +458,10 @@ def run_demo(output="demo_output", data=None, seed=0, quick=False,
     threshold = result.calibration.get("decision_threshold", 0.5)
     pred_dir = out / "predictions"
     pred_dir.mkdir(exist_ok=True)
-    record = dict(model_name=str(out / "best.keras"), class_of_interest=interest,
-                  num_classes=2, tta=None, threshold=threshold)  # fmt: skip
+    record = dict(
+        model_name=str(out / "best.keras"), class_of_interest=interest,
+        num_classes=2, tta=None, threshold=threshold,
+    )  # fmt: skip
     _write_record(pred_dir, files=None, **record)
     rows, written = [], []
     for item in held_out:

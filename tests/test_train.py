@@ -189,9 +189,7 @@ def test_checkpoint_callback_is_public_and_monitors_in_both_directions(
 
 def test_config_file_keeps_preset_open(tmp_path):
     result = T.train(small_config(tmp_path, epochs=1))
-    paper = TrainConfig.from_json(
-        result.output / "config.json", preset="paper"
-    )
+    paper = TrainConfig.from_json(result.output / "config.json", preset="paper")
     # the recipe comes from the new preset; the batch size given stays
     assert paper.recipe() == dataclasses.replace(
         R.PRESETS["paper"], batch_size=2
@@ -390,7 +388,8 @@ def test_threshold_is_calibrated_on_validation_images(tmp_path):
     assert info["calibration"] == cal
     from keras_unet.calibration import decision_threshold
 
-    assert decision_threshold(result.output / "best.keras") == (
-        cal["decision_threshold"]
+    assert (
+        decision_threshold(result.output / "best.keras")
+        == (cal["decision_threshold"])
     )
     assert decision_threshold(tmp_path / "nowhere" / "best.keras") == 0.5
