@@ -43,6 +43,8 @@ _REPORT_KEYS = (
     "rand_merge_score",
     "warping_error",
     "warping_error_threshold",
+    "pixel_error_at_decision",
+    "rand_error_at_decision",
 )
 _RULE = (
     "membrane where probability >= threshold; label 0 = membrane; cells "
@@ -60,6 +62,7 @@ def evaluate_folders(
     channel=0,
     invert=False,
     predicted_membrane="singletons",
+    decision_threshold=None,
     on_image=None,
 ) -> dict:
     """Score a folder of membrane probability maps against a folder of labels.
@@ -89,6 +92,10 @@ def evaluate_folders(
             probability.
         invert: the maps hold the *cell* probability (use ``1 - map``).
         predicted_membrane: passed to `isbi_scores`.
+        decision_threshold: optional membrane-probability threshold at
+            which the model is read (see `keras_unet.calibration`); adds
+            ``pixel_error_at_decision`` and ``rand_error_at_decision`` to
+            every row and to the mean.
         on_image: optional callable ``on_image(index, total, row)`` called
             after each image with its report row (e.g. to print progress).
 
@@ -126,6 +133,9 @@ def evaluate_folders(
             predicted_membrane
         ),
         "rule": _RULE,
+        "decision_threshold": None
+        if decision_threshold is None
+        else float(scores.check_thresholds(decision_threshold)[0]),
     }
     pairs, unpaired = _pair_files(prob_dir, label_dir)
     images = []
@@ -136,6 +146,9 @@ def evaluate_folders(
             on_image(len(images) - 1, len(pairs), row)
     mean = {"name": "mean", "n_images": len(images)}
     mean.update(scores.mean_isbi_scores(images))
+    for key in ("pixel_error_at_decision", "rand_error_at_decision"):
+        if images and key in images[0]:
+            mean[key] = float(np.nanmean([row[key] for row in images]))
     report = {
         "settings": settings,
         "images": images,
@@ -206,12 +219,18 @@ def _score_pair(stem, prob_path, label_path, settings):
         measures=settings["measures"],
         predicted_membrane=settings["predicted_membrane"],
     )
-    return {
+    row = {
         "name": stem,
         "prob_file": prob_path.name,
         "label_file": label_path.name,
         **values,
     }
+    t = settings["decision_threshold"]
+    if t is not None:
+        row["pixel_error_at_decision"] = scores.pixel_error(prob, cells, t)
+        rand = scores.rand_error(prob, cells, t, settings["predicted_membrane"])
+        row["rand_error_at_decision"] = rand["rand_error"]
+    return row
 
 
 def _read_prob(path, channel, invert):

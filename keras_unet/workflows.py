@@ -221,10 +221,12 @@ def evaluate_predictions(
 ):
     """ISBI 2012 scores of a folder of probability maps against labels.
 
-    Calls `keras_unet.evaluation.evaluate_folders`. Maps written by
-    `predict_files` for a cell class are turned into membrane
-    probabilities (``1 - p``) automatically, using ``predictions.json``;
-    pass `invert` to decide yourself.
+    Calls `keras_unet.evaluation.evaluate_folders`. What the maps mean
+    comes from ``predictions.json`` (written by `predict_files`): maps of
+    a cell class are turned into membrane probabilities (``1 - p``), and
+    the model's decision threshold adds the scores at that threshold
+    (``*_at_decision``) to the challenge's best-threshold scores. Pass
+    `invert` to decide the first yourself.
 
     Returns:
         The report dict (per image and mean), also written to
@@ -232,13 +234,16 @@ def evaluate_predictions(
     """
     from keras_unet.evaluation import evaluate_folders
 
+    record_path = pathlib.Path(predictions) / PREDICTION_INFO
+    record = {}
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
     if invert is None:
-        record = pathlib.Path(predictions) / PREDICTION_INFO
-        invert = False
-        if record.is_file():
-            invert = (
-                json.loads(record.read_text()).get("meaning") == "foreground"
-            )
+        invert = record.get("meaning") == "foreground"
+    threshold = record.get("decision_threshold")
+    if threshold is not None and "decision_threshold" not in kwargs:
+        # the record's threshold is on the class of interest's map
+        kwargs["decision_threshold"] = 1.0 - threshold if invert else threshold
     return evaluate_folders(
         predictions, labels, output_dir, invert=invert, **kwargs
     )

@@ -180,3 +180,19 @@ def test_evaluation_imports_neither_keras_nor_tensorflow(tmp_path):
     assert result["rand_error"] == 0.0
     assert (tmp_path / "out" / "metrics.csv").is_file()
     assert result["loaded"] == []
+
+
+def test_scores_at_the_decision_threshold(tmp_path):
+    pred, lab, _ = _folders(tmp_path)
+    report = evaluate_folders(pred, lab, decision_threshold=0.35)
+    assert report["settings"]["decision_threshold"] == 0.35
+    for i, row in enumerate(report["images"]):
+        label = synthetic_label(10 + i, size=48)
+        prob = soft_proposal(label, i).astype(np.float32)
+        # by hand: membrane where prob >= 0.35, label 0 = membrane
+        wrong = np.count_nonzero((prob >= 0.35) != (label == 0))
+        assert row["pixel_error_at_decision"] == wrong / label.size
+        assert 0 <= row["rand_error_at_decision"] <= 1
+    mean = np.mean([r["pixel_error_at_decision"] for r in report["images"]])
+    assert report["mean"]["pixel_error_at_decision"] == pytest.approx(mean)
+    assert "pixel_error_at_decision" not in evaluate_folders(pred, lab)["mean"]
