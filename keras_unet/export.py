@@ -1,38 +1,11 @@
 """Export a U-Net as a TensorFlow SavedModel that segments images of any size.
 
-The exported graph does what `keras_unet.tiling.predict_tiled` does, with
-the same functions: the tile plan of `keras_unet.tiling` (`balanced_tile`,
-`plan_axis`, `mirror_index`, `tile_of_pixel`) and the transforms of
-`keras_unet.tta` are evaluated on tensors, from the image's dynamic height
-and width. So it scales integer images, mirror-pads them by any amount,
-predicts tiles at offsets that are multiples of ``2**depth`` (exact), and
-applies the optional test-time augmentation and the soft-max. TensorFlow
-Serving, `tf.saved_model.load` and `saved_model_cli` run it without
-keras_unet or Keras.
-
-Signatures (all take one input named ``image`` and return one output named
-``probabilities``):
-
-- ``serving_default``: the signature of `input_dtype` (uint8 by default),
-- ``predict_uint8``: uint8 images, scaled by 1/255,
-- ``predict_uint16``: uint16 images, scaled by 1/65535,
-- ``predict_float32``: float32 images, used as they are (NaN/inf rejected).
-
-Accepted image shapes (C = the model's input channels, K = its classes):
-
-====================  ==========================  ===================
-input                 read as                     output
-====================  ==========================  ===================
-``(H, W)``            one grey image (C = 1)       ``(H, W, K)``
-``(H, W, C)``         one image                    ``(H, W, K)``
-``(N, H, W)``         N grey images (C = 1; only   ``(N, H, W, K)``
-                      when W != 1, else (H, W, C))
-``(N, H, W, C)``      N images of the same size    ``(N, H, W, K)``
-====================  ==========================  ===================
-
-TensorFlow Serving's REST "instances" format adds the batch axis: one
-instance of shape (H, W) arrives as (1, H, W) and returns (1, H, W, K).
-See docs/serving.md for request examples.
+The graph runs `keras_unet.tiling.predict_tiled` in TensorFlow ops: the
+tile plan of `keras_unet.tiling` (`balanced_tile`, `plan_axis`,
+`mirror_index`, `tile_of_pixel`) and the transforms of `keras_unet.tta`
+evaluated on tensors, from the image's dynamic size. TensorFlow Serving,
+`tf.saved_model.load` and `saved_model_cli` run it without keras_unet or
+Keras; see docs/serving.md for requests.
 
 Reference:
     Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical
@@ -123,41 +96,32 @@ def _predict_fn(tf, tm, tile_max, batch_size, names, mirror, from_logits):
 def _as_batch(tf, image, channels):
     """``(N, H, W, C)`` of an image of any accepted rank; whether batched."""
     rank = tf.rank(image)
+    ok = tf.logical_and(rank >= 2, rank <= 4)
+    # Every op below waits for this check, so that a bad rank gets its
+    # message and not a failure of some shape computation.
+    with tf.control_dependencies([tf.debugging.Assert(ok, [_SHAPES])]):
+        shape = tf.concat([tf.ones([4 - rank], tf.int32), tf.shape(image)], 0)
+    batch3 = tf.logical_and(tf.equal(rank, 3), tf.not_equal(shape[3], channels))
+    batch3 = tf.logical_and(batch3, channels == 1)  # (N, H, W) grey images
+    # (H, W) -> (1, H, W, 1) and (N, H, W) -> (N, H, W, 1): the 4-D shape
+    # with ones in front, moved by one.
+    moved = tf.logical_or(tf.equal(rank, 2), batch3)
+    shape = tf.where(moved, tf.concat([shape[1:], [1]], 0), shape)
+    grey = " (or (H, W) grey images)" if channels == 1 else ""
     checks = [
-        tf.debugging.assert_greater_equal(rank, 2, message=_SHAPES),
-        tf.debugging.assert_less_equal(rank, 4, message=_SHAPES),
-    ]
-    # Every op below waits for the rank checks, so that a bad rank gets the
-    # message above and not a failure of some shape computation.
+        tf.debugging.assert_equal(
+            shape[3],
+            channels,
+            message=f"The model expects images with {channels} channel(s) "
+            f"in the last axis{grey}",
+        ),
+        tf.debugging.assert_greater(
+            tf.reduce_prod(shape), 0, message="The image is empty (it has "
+            "no pixels).",
+        ),
+    ]  # fmt: skip
     with tf.control_dependencies(checks):
-        shape = tf.shape(image)
-        ones = tf.ones([4 - tf.clip_by_value(rank, 2, 4)], tf.int32)
-        padded = tf.concat([ones, shape], 0)  # rank 4, leading ones
-        batch3 = tf.logical_and(
-            tf.equal(rank, 3), tf.not_equal(shape[-1], channels)
-        )
-        batch3 = tf.logical_and(batch3, channels == 1)  # (N, H, W) grey
-        shape4 = tf.where(
-            tf.equal(rank, 2),
-            tf.stack([1, padded[2], padded[3], 1]),
-            tf.where(batch3, tf.concat([padded[1:], [1]], 0), padded),
-        )
-        grey = " (or (H, W) grey images)" if channels == 1 else ""
-        checks = [
-            tf.debugging.assert_equal(
-                shape4[3],
-                channels,
-                message=f"The model expects images with {channels} "
-                f"channel(s) in the last axis{grey}",
-            ),
-            tf.debugging.assert_greater(
-                tf.reduce_prod(shape4),
-                0,
-                message="The image is empty (it has no pixels).",
-            ),
-        ]
-    with tf.control_dependencies(checks):
-        x = tf.reshape(image, shape4)
+        x = tf.reshape(image, shape)
     batched = tf.logical_or(tf.equal(rank, 4), batch3)
     return tf.ensure_shape(x, [None, None, None, channels]), batched
 
@@ -239,69 +203,56 @@ def _write_atomically(archive, metadata, path, overwrite):
             shutil.rmtree(old, ignore_errors=True)
 
 
-def export_saved_model(
-    model,
-    path,
-    tta=None,
-    tile_size=None,
-    *,
-    batch_size=1,
-    input_dtype="uint8",
-    mirror="reflect",
-    from_logits=True,
-    memory_budget=None,
-    overwrite=False,
-    spec=None,
-):
+def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
+                       input_dtype="uint8", mirror="reflect", from_logits=True,
+                       memory_budget=None, overwrite=False,
+                       spec=None):  # fmt: skip
     """Write a SavedModel that segments one image of any size, for TF Serving.
 
     The graph scales the image (uint8 / 255, uint16 / 65535, float32 as it
-    is), mirror-pads it, runs the overlap-tile prediction with tile offsets
-    that are multiples of ``2**depth`` (tiles batched with `tf.map_fn`),
-    applies the optional test-time augmentation and the soft-max (sigmoid
-    for one class), and returns the probability map of the image's size.
-    Its result equals `keras_unet.tiling.predict_tiled` with the same
-    `tta` and `mirror` to float round-off.
+    is), mirror-pads it, predicts tiles at offsets that are multiples of
+    ``2**depth`` (batched with `tf.map_fn`), applies the optional
+    test-time augmentation and the soft-max, and returns the probabilities
+    of the image's size: `keras_unet.tiling.predict_tiled` with the same
+    `tta` and `mirror`, to float round-off. The folder is written to a
+    temporary name and renamed, so a crash never leaves half a model.
 
-    The directory is written atomically: the SavedModel is built in a
-    temporary folder next to `path` and renamed into place, so a crash
-    never leaves a half-written model at `path`.
+    Signatures, each with one input ``image`` and one output
+    ``probabilities``: ``predict_uint8``, ``predict_uint16``,
+    ``predict_float32`` (NaN/inf rejected) and ``serving_default`` (that of
+    `input_dtype`). An ``image`` of shape ``(H, W)`` (one grey image),
+    ``(H, W, C)``, ``(N, H, W)`` (grey images, when ``W != C``) or ``(N,
+    H, W, C)`` gives ``(H, W, K)`` or ``(N, H, W, K)`` probabilities.
 
     Args:
-        model: a U-Net (see `keras_unet.tiling.predict_tiled`). Needs the
+        model: a U-Net (see `keras_unet.tiling.predict_tiled`); needs the
             TensorFlow backend of Keras.
-        path: the SavedModel directory. For TensorFlow Serving use
+        path: the SavedModel folder; for TensorFlow Serving
             ``<base>/<model name>/<version>/``, e.g. ``models/unet/1``.
-        tta: test-time augmentation baked into the graph (see
-            `keras_unet.tta.resolve_tta`); None for none.
+        tta: test-time augmentation in the graph
+            (`keras_unet.tta.resolve_tta`); None for none.
         tile_size: largest input tile, int or ``(rows, cols)``, a valid
-            input size of the model. Default: the largest tile within
-            `memory_budget` (`keras_unet.tiling.max_tile_size`). Smaller
-            images get smaller tiles, computed in the graph.
+            input size. Default: the largest tile within `memory_budget`.
+            Smaller images get smaller tiles, computed in the graph.
         batch_size: tiles per model call inside the graph.
-        input_dtype: dtype of the ``serving_default`` signature: "uint8"
-            (default), "uint16" or "float32". The signatures
-            ``predict_uint8``, ``predict_uint16`` and ``predict_float32``
-            are always exported.
+        input_dtype: the dtype of ``serving_default``: "uint8" (default),
+            "uint16" or "float32".
         mirror: "reflect" or "symmetric" (as in `predict_tiled`).
         from_logits: apply the soft-max/sigmoid (False if the model already
             outputs probabilities).
-        memory_budget: bytes of activation memory per tile batch used to
-            choose the default tile size; default
-            `keras_unet.tiling.DEFAULT_CPU_MEMORY_BUDGET` (2 GiB), since the
-            serving machine is not known here.
-        overwrite: replace an existing non-empty directory at `path`.
-        spec: a `keras_unet.model.UNetSpec` for a model whose geometry
-            cannot be inferred (as in `predict_tiled`).
+        memory_budget: bytes per tile batch for the default tile size;
+            default `keras_unet.tiling.DEFAULT_CPU_MEMORY_BUDGET` (2 GiB),
+            since the serving machine is not known here.
+        overwrite: replace an existing non-empty folder at `path`.
+        spec: see `predict_tiled`.
 
     Returns:
-        The `pathlib.Path` of the SavedModel. It also holds
-        ``keras_unet.json`` describing the export (geometry, tile size,
-        signatures).
+        The `pathlib.Path` of the SavedModel; its ``keras_unet.json``
+        describes the export (geometry, tile size, signatures).
 
     Raises:
-        FileExistsError: `path` is a non-empty directory and `overwrite` is
-            False, or a file.
+        FileExistsError: `path` is a file, or a non-empty folder and
+            `overwrite` is False.
         ValueError: invalid `tile_size`, `tta`, `input_dtype`, ...
 
     Examples:
@@ -311,10 +262,8 @@ def export_saved_model(
         >>> model = build_unet((None, None, 1), depth=2, filters=4)
         >>> path = f"{tempfile.mkdtemp()}/models/unet/1"
         >>> _ = export_saved_model(model, path)
-        >>> served = tf.saved_model.load(path)
-        >>> image = tf.zeros((300, 517), tf.uint8)
-        >>> serve = served.signatures["serving_default"]
-        >>> serve(image=image)["probabilities"].shape
+        >>> serve = tf.saved_model.load(path).signatures["serving_default"]
+        >>> serve(image=tf.zeros((300, 517), tf.uint8))["probabilities"].shape
         TensorShape([300, 517, 2])
 
     Reference:
@@ -338,13 +287,13 @@ def export_saved_model(
     batch_size = check_int(batch_size, "batch_size", 1)
     path = pathlib.Path(path)
     _check_target(path, overwrite)
-    tm = tiling.prepare_model(model, spec)
+    tm = tiling.TilingModel.of(model, spec)
     if tile_size is None:
         default = memory_budget is None  # the serving machine is unknown
         budget = tiling.DEFAULT_CPU_MEMORY_BUDGET if default else memory_budget
-        tile_max = tiling.max_tile_size(tm, budget)
+        tile_max = tm.max_tile(budget)
     else:
-        tile_max = tiling.check_tile_size(tm, tile_size, any_image=True)
+        tile_max = tm.check_tile(tile_size, any_image=True)
     predict_one = _predict_fn(
         tf, tm, tile_max, batch_size, names, mirror, from_logits
     )
@@ -359,27 +308,20 @@ def export_saved_model(
         )
     archive.add_endpoint("serving_default", endpoints[input_dtype])
     g = tm.spec.geometry
+    # fmt: off
     metadata = {
-        "format": "keras_unet SavedModel export",
-        "model_name": model.name,
-        "depth": g.depth,
-        "padding": g.padding,
-        "margin": g.context,
-        "step": g.step,
-        "input_channels": tm.spec.input_channels,
+        "format": "keras_unet SavedModel export", "model_name": model.name,
+        "depth": g.depth, "padding": g.padding, "margin": g.context,
+        "step": g.step, "input_channels": tm.spec.input_channels,
         "num_classes": tm.spec.num_classes,
-        "tile_size": [int(t) for t in tile_max],
-        "batch_size": batch_size,
-        "tta": list(names),
-        "mirror": mirror,
-        "from_logits": bool(from_logits),
-        "serving_default_dtype": input_dtype,
-        "signatures": {
-            "serving_default": f"predict_{input_dtype}",
-            **{f"predict_{d}": d for d in INPUT_DTYPES},
-        },
+        "tile_size": [int(t) for t in tile_max], "batch_size": batch_size,
+        "tta": list(names), "mirror": mirror,
+        "from_logits": bool(from_logits), "serving_default_dtype": input_dtype,
+        "signatures": {"serving_default": f"predict_{input_dtype}",
+                       **{f"predict_{d}": d for d in INPUT_DTYPES}},
         "input": "image: (H, W), (H, W, C), (N, H, W) or (N, H, W, C)",
         "output": "probabilities: (H, W, K) or (N, H, W, K), float32",
     }
+    # fmt: on
     _write_atomically(archive, metadata, path, overwrite)
     return path

@@ -1,24 +1,15 @@
 """Overlap-tile prediction of images of any size (the paper's Fig. 2).
 
-Each output tile needs `margin` pixels of context on every side (92 for the
-paper's net); at the image border the context is extrapolated by mirroring.
-With unpadded convolutions the tiled result equals, to float round-off, one
-untiled pass over the mirror-padded image, provided every tile starts at a
-multiple of ``2**depth`` pixels (so that all 2x2 max-pools see the grid of
-the untiled pass).
-
-The tile plan is four integer functions, run on Python integers here and on
-tensors in the exported graph (`keras_unet.export`): `balanced_tile` (tile
-size along an axis), `plan_axis` (tile count, stride, far-side padding),
-`mirror_index` (source of every padded pixel, for any amount of padding)
-and `tile_of_pixel` (the tile that gives an output pixel). `tile_layout`
-turns them into the `Tile` slices that `predict_tiled` runs through the
-model in batches.
+Tiles are cut at offsets that are multiples of ``2**depth`` from the image
+mirror-padded by the context margin, so the tiled result equals, to float
+round-off, one untiled pass over the mirror-padded image. The plan is four
+integer functions that the exported graph (`keras_unet.export`) runs on
+tensors: `balanced_tile`, `plan_axis`, `mirror_index` and `tile_of_pixel`;
+`tile_layout` turns them into the `Tile` slices `predict_tiled` runs.
 
 Memory: a tile costs ``ACTIVATIONS_PER_FILTER_PIXEL * filters * pixels *
-itemsize`` bytes, against a budget (`default_memory_budget`); a model call
-that runs out of memory anyway is retried with half the batch, then with
-smaller tiles.
+itemsize`` bytes, against `default_memory_budget`; a model call that runs
+out of memory anyway is retried with half the batch, then smaller tiles.
 
 Reference:
     Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical
@@ -41,31 +32,16 @@ from keras_unet.io import to_float_image
 from keras_unet.model import UNetSpec, free_size_model, inspect_unet
 from keras_unet.tta import TTA_TRANSFORMS, average_over_transforms, resolve_tta
 
+# fmt: off
 __all__ = [
-    "ACTIVATIONS_PER_FILTER_PIXEL",
-    "DEFAULT_CPU_MEMORY_BUDGET",
-    "MIRROR_MODES",
-    "Tile",
-    "TileLayout",
-    "TilingModel",
-    "balanced_batch",
-    "balanced_tile",
-    "check_mirror",
-    "check_tile_size",
-    "choose_tile_size",
-    "default_memory_budget",
-    "estimate_tile_memory",
-    "max_tile_size",
-    "mirror_index",
-    "mirror_pad",
-    "plan_axis",
-    "predict_tiled",
-    "predict_tiled_batch",
-    "prepare_model",
-    "tile_iterator",
-    "tile_layout",
-    "tile_of_pixel",
+    "ACTIVATIONS_PER_FILTER_PIXEL", "DEFAULT_CPU_MEMORY_BUDGET",
+    "MIRROR_MODES", "Tile", "TileLayout", "TilingModel", "balanced_batch",
+    "balanced_tile", "check_mirror", "choose_tile_size",
+    "default_memory_budget", "estimate_tile_memory", "mirror_index",
+    "mirror_pad", "plan_axis", "predict_tiled", "predict_tiled_batch",
+    "tile_iterator", "tile_layout", "tile_of_pixel",
 ]
+# fmt: on
 
 MIRROR_MODES = ("reflect", "symmetric")
 # The sum of all layer outputs of build_unet per first-level filter and tile
@@ -79,9 +55,6 @@ _MAX_TILE = 2**15
 _AUTO_PROGRESS_CALLS = 8
 
 
-# ---------------------------------------------------------------- the plan
-
-
 def check_mirror(mirror):
     """`mirror` if it is one of `MIRROR_MODES`, else a ValueError."""
     hint = "'reflect' mirrors about the edge pixel, 'symmetric' repeats it"
@@ -91,10 +64,9 @@ def check_mirror(mirror):
 def mirror_index(i, n, mode="reflect", xp=np):
     """Source pixel of position `i` of an `n` px axis extended by mirroring.
 
-    "reflect" mirrors about the edge pixel (``numpy.pad(mode="reflect")``:
-    ``[a b c]`` continues as ``c b | a b c | b a``), "symmetric" repeats it
-    (``b a | a b c | c b``); positions are mirrored back as often as needed,
-    so padding may exceed the image. `xp`: numpy, or tensorflow for tensors.
+    "reflect" mirrors about the edge pixel (``numpy.pad(mode="reflect")``),
+    "symmetric" repeats it, as often as needed (padding may exceed the
+    image). `xp`: numpy, or tensorflow for tensors.
 
     Examples:
         >>> mirror_index(np.arange(-4, 5), 3).tolist()
@@ -111,10 +83,8 @@ def mirror_index(i, n, mode="reflect", xp=np):
 
 
 def mirror_pad(image, pad, mode="reflect", axes=(0, 1)) -> np.ndarray:
-    """Pad the (row, column) `axes` of an array by mirroring, by any amount.
-
-    `pad` is ``((top, bottom), (left, right))``; `mode` as in
-    `mirror_index`.
+    """Pad the (row, column) `axes` by ``((top, bottom), (left, right))``
+    pixels of mirroring (`mirror_index`), by any amount.
 
     Examples:
         >>> mirror_pad(np.arange(3)[None], ((0, 0), (4, 2)))[0].tolist()
@@ -123,7 +93,6 @@ def mirror_pad(image, pad, mode="reflect", axes=(0, 1)) -> np.ndarray:
     image = np.asarray(image)
     for axis, (before, after) in zip(axes, pad):
         n = image.shape[axis]
-        check_int(before, "pad", 0), check_int(after, "pad", 0)
         i = np.arange(-before, n + after, dtype=np.int64)
         image = np.take(image, mirror_index(i, n, mode), axis=axis)
     return image
@@ -133,10 +102,9 @@ def plan_axis(n, tile, margin, step, xp=np):
     """``(count, stride, pad_after)`` of tiles of `tile` px along `n` px.
 
     Tile ``k`` reads ``[k * stride, k * stride + tile)`` of the axis padded
-    by `margin` before it and `pad_after` after it; its output (``tile - 2
-    * margin`` px) lands at ``k * stride``. The stride is that output size
-    rounded down to a multiple of `step`; `count` the fewest tiles that
-    cover the axis. `xp`: numpy, or tensorflow for tensors.
+    by `margin` before and `pad_after` after it; its output, ``tile - 2 *
+    margin`` px rounded down to a multiple of `step`, is the stride. `xp`:
+    numpy, or tensorflow for tensors.
 
     Examples:
         >>> [int(v) for v in plan_axis(1000, 572, margin=92, step=16)]
@@ -151,10 +119,9 @@ def plan_axis(n, tile, margin, step, xp=np):
 def balanced_tile(n, tile_max, geometry, xp=np):
     """The smallest valid tile that needs as few tiles for `n` px as `tile_max`.
 
-    Never larger than the image needs, and shrunk so that the tiles share
-    the image evenly: with a 716 px limit (depth 4) a 2048 px axis gets 4
-    tiles of 700 px, not 3 large ones and a sliver. `geometry`: the model's
-    `keras_unet.geometry.UNetGeometry`; `xp` as in `plan_axis`.
+    With a 716 px limit (depth 4) a 2048 px axis gets 4 tiles of 700 px,
+    not 3 large ones and a sliver; a 300 px axis one tile of 492 px.
+    `geometry`: a `keras_unet.geometry.UNetGeometry`; `xp` as `plan_axis`.
 
     Examples:
         >>> from keras_unet.geometry import UNetGeometry
@@ -174,10 +141,8 @@ def balanced_tile(n, tile_max, geometry, xp=np):
 
 
 def tile_of_pixel(y, stride, count, xp=np):
-    """``(k, y - k * stride)``: the tile whose output gives output pixel `y`.
-
-    The inverse of `TileLayout`'s destinations: tile ``k`` gives ``[k *
-    stride, (k + 1) * stride)``, the last tile the rest.
+    """``(k, y - k * stride)``: the tile whose output gives output pixel `y`
+    (tile ``k`` gives ``[k * stride, (k + 1) * stride)``, the last the rest).
 
     Examples:
         >>> [[int(v) for v in tile_of_pixel(y, 384, 3)] for y in (383, 999)]
@@ -189,7 +154,7 @@ def tile_of_pixel(y, stride, count, xp=np):
 
 def balanced_batch(batch, n):
     """``(calls, tiles per call)`` for `n` tiles, at most `batch` per call,
-    all calls equally full (the last is not mostly padding).
+    the calls equally full.
 
     Examples:
         >>> balanced_batch(8, 9)
@@ -200,9 +165,8 @@ def balanced_batch(batch, n):
 
 
 class Tile(NamedTuple):
-    """One tile: `source` slices of the padded image (the model input),
-    `crop` slices of its output to keep, and `destination` slices of the
-    output image that receive ``output[crop]``; each ``(rows, cols)``."""
+    """`source` slices of the padded image (the model input), `crop` slices
+    of its output to keep, and `destination` slices of the output image."""
 
     source: tuple[slice, slice]
     crop: tuple[slice, slice]
@@ -213,14 +177,10 @@ class Tile(NamedTuple):
 class TileLayout:
     """How an image is padded and cut into tiles; iterate it for the tiles.
 
-    Attributes:
-        image_shape: ``(H, W)`` of the image (and of the output).
-        tile_shape: ``(th, tw)`` of every input tile.
-        margin: context pixels consumed by the model on each side.
-        step: tile offsets are multiples of this (``2**depth``).
-        counts: tiles along rows and columns.
-        strides: offsets between consecutive tiles (multiples of `step`).
-        pad: ``((top, bottom), (left, right))``; top = left = margin.
+    `image_shape` (of the output too), `tile_shape`, `margin` (context
+    consumed on each side), `step` (``2**depth``), tile `counts` and
+    `strides` (multiples of `step`) along rows and columns, and the `pad`
+    ``((top, bottom), (left, right))`` with top = left = margin.
     """
 
     image_shape: tuple[int, int]
@@ -247,26 +207,21 @@ class TileLayout:
         return self.n_tiles
 
     def __iter__(self):
-        rows, cols = (
-            list(_axis_slices(*axis))
-            for axis in zip(
-                self.image_shape, self.tile_shape, self.counts, self.strides
-            )
-        )
+        axes = zip(self.image_shape, self.tile_shape, self.counts, self.strides)
+        rows, cols = [_axis_slices(*axis) for axis in axes]
         for r_src, r_crop, r_dst in rows:
             for c_src, c_crop, c_dst in cols:
                 yield Tile((r_src, c_src), (r_crop, c_crop), (r_dst, c_dst))
 
 
 def _axis_slices(n, tile, count, stride):
-    for k in range(count):
-        start = k * stride
-        stop = n if k == count - 1 else start + stride  # as tile_of_pixel
-        yield (
-            slice(start, start + tile),
-            slice(0, stop - start),
-            slice(start, stop),
-        )
+    """(source, crop, destination) of each tile; as in `tile_of_pixel`."""
+    starts = [k * stride for k in range(count)]
+    stops = [*starts[1:], n]
+    return [
+        (slice(a, a + tile), slice(0, b - a), slice(a, b))
+        for a, b in zip(starts, stops)
+    ]
 
 
 def _checked_axis(n, tile, margin, step):
@@ -289,18 +244,10 @@ def _checked_axis(n, tile, margin, step):
 
 
 def tile_layout(image_shape, tile_size, margin, step) -> TileLayout:
-    """Plan the prediction of an image with tiles of `tile_size` px.
-
-    Args:
-        image_shape: ``(H, W)`` (extra trailing axes are ignored).
-        tile_size: input tile size, an int or ``(rows, cols)``.
-        margin: context consumed by the model on each side
-            (`keras_unet.geometry.UNetGeometry.context`; 92 for the paper).
-        step: offset granularity, ``2**depth``.
-
-    Returns:
-        A `TileLayout` (`plan_axis` along both axes); its tiles'
-        destinations cover the output exactly once.
+    """The `TileLayout` of an image ``(H, W, ...)`` for tiles of `tile_size`
+    (int or ``(rows, cols)``) px: `plan_axis` along both axes, with the
+    model's context `margin` (`UNetGeometry.context`) and `step`
+    (``2**depth``). The destinations cover the output exactly once.
 
     Examples:
         >>> layout = tile_layout((1000, 700), 572, margin=92, step=16)
@@ -330,125 +277,141 @@ def tile_iterator(image_shape, tile_size, margin, step):
 
 def _image_hw(image_shape):
     try:
-        hw = tuple(image_shape)[:2]
+        image_shape = tuple(image_shape)[:2]
     except TypeError:
-        hw = ()
-    if len(hw) != 2:
-        raise ValueError(
-            "`image_shape` must be (height, width). "
-            f"Received: image_shape={image_shape!r}"
-        )
-    return tuple(check_int(n, "image_shape", 1) for n in hw)
+        pass
+    return check_pair(image_shape, "image_shape")
 
 
-# ------------------------------------------------------ model and memory
-
-
-class TilingModel(NamedTuple):
-    """A U-Net prepared for tiling by `prepare_model`: the `model` to call
-    (re-wired to free input sizes, sharing the weights, if possible), its
-    `spec`, its `fixed` ``(rows, cols)`` if it could not be re-wired, and
-    the memory rule's ``ACTIVATIONS_PER_FILTER_PIXEL * filters * itemsize``
-    `bytes_per_pixel`."""
+@dataclasses.dataclass(frozen=True)
+class TilingModel:
+    """A U-Net inspected once for tiling: the `model` to call (re-wired to
+    free input sizes, weights shared), its `spec` (`UNetSpec`), its `fixed`
+    ``(rows, cols)`` if it cannot be re-wired (else None), and the memory
+    rule's ``ACTIVATIONS_PER_FILTER_PIXEL * filters * itemsize``."""
 
     model: keras.Model
     spec: UNetSpec
     fixed: tuple[int, int] | None
     bytes_per_pixel: int
 
-
-def prepare_model(model, spec=None) -> TilingModel:
-    """Inspect a U-Net once and make it callable on tiles of any valid size.
-
-    `spec`: a `keras_unet.model.UNetSpec` for a model whose geometry cannot
-    be inferred (``inspect_unet(model, depth=.., padding=..)``).
-    """
-    if spec is None or not isinstance(model, keras.Model):
-        spec = inspect_unet(model)  # raises a TypeError for non-models
-    if not isinstance(spec, UNetSpec):
-        raise TypeError(
-            "`spec` must be a UNetSpec, e.g. keras_unet.inspect_unet(model, "
-            f"depth=4, padding='valid'). Received: spec={spec!r}"
-        )
-    g, fixed, runner = spec.geometry, None, free_size_model(model)
-    if runner is None:
-        runner, fixed = model, tuple(model.input_shape[1:3])
-        if None in fixed:
-            raise ValueError(
-                "The model fixes one spatial input size but not the other, "
-                "and could not be rebuilt with free input sizes. Build it with "
-                "input_shape=(None, None, C). Received: model.input_shape="
-                f"{model.input_shape}"
+    @classmethod
+    def of(cls, model, spec=None) -> TilingModel:
+        """Prepare `model`; `spec` for one whose geometry cannot be inferred
+        (``keras_unet.inspect_unet(model, depth=.., padding=..)``)."""
+        if spec is None or not isinstance(model, keras.Model):
+            spec = inspect_unet(model)  # a TypeError for non-models
+        if not isinstance(spec, UNetSpec):
+            raise TypeError(
+                "`spec` must be a UNetSpec, e.g. keras_unet.inspect_unet("
+                f"model, depth=4, padding='valid'). Received: spec={spec!r}"
             )
-        for n in fixed:
-            if not g.is_valid_tile(n):
+        runner, fixed = free_size_model(model), None
+        if runner is None:
+            runner, fixed = model, tuple(model.input_shape[1:3])
+            for n in fixed:
+                if n is None or not spec.geometry.is_valid_tile(n):
+                    why = "it fixes one size but not the other"
+                    if n is not None:
+                        why = spec.geometry.invalid_tile_message(n)
+                    raise ValueError(
+                        "The model could not be rebuilt with free input "
+                        f"sizes, and its fixed input size {fixed} cannot be "
+                        f"used as a tile: {why} Build it with input_shape="
+                        f"(None, None, C). Received: model.input_shape="
+                        f"{model.input_shape}"
+                    )
+        dtype = str(getattr(runner.dtype_policy, "compute_dtype", "float32"))
+        itemsize = 2 if "16" in dtype else 8 if "64" in dtype else 4
+        rule = ACTIVATIONS_PER_FILTER_PIXEL * (spec.filters or 64) * itemsize
+        return cls(runner, spec, fixed, rule)
+
+    @property
+    def min_tiling_tile(self) -> int:
+        """The smallest tile whose stride is at least one step."""
+        g = self.spec.geometry
+        overlap = (g.min_tile - 2 * g.context) % g.step
+        return g.round_up_tile(2 * g.context + g.step + overlap)
+
+    def check_tile(self, tile_size, any_image=False):
+        """`tile_size` as ``(rows, cols)``, or an error naming the nearest
+        valid sizes; with `any_image`, also one that tiles any image."""
+        th, tw = check_pair(tile_size, "tile_size")
+        if self.fixed is not None and (th, tw) != self.fixed:
+            raise ValueError(
+                f"This model only accepts {self.fixed[0]}x{self.fixed[1]} "
+                "inputs and could not be rebuilt with free input sizes; pass "
+                f"tile_size={self.fixed} or None, or build the model with "
+                "input_shape=(None, None, C). "
+                f"Received: tile_size={tile_size!r}"
+            )
+        g = self.spec.geometry
+        for t in (th, tw) if self.fixed is None else ():
+            if not g.is_valid_tile(t):
                 raise ValueError(
-                    f"The model's fixed input size {fixed} cannot be used as a "
-                    f"tile: {g.invalid_tile_message(n)} Build the model with "
-                    "input_shape=(None, None, C). Received: "
-                    f"model.input_shape={model.input_shape}"
+                    f"{g.invalid_tile_message(t)} Received: "
+                    f"tile_size={tile_size!r}"
                 )
-    dtype = str(getattr(runner.dtype_policy, "compute_dtype", "float32"))
-    itemsize = 2 if "16" in dtype else 8 if "64" in dtype else 4
-    per_pixel = ACTIVATIONS_PER_FILTER_PIXEL * (spec.filters or 64) * itemsize
-    return TilingModel(runner, spec, fixed, per_pixel)
+            if any_image:  # the error for a tile too small to tile
+                _checked_axis(_MAX_TILE, t, g.context, g.step)
+        return th, tw
 
+    def max_tile(self, memory_budget=None, image_shape=None):
+        """The largest valid tile within the budget (default
+        `default_memory_budget()`), square unless `image_shape` caps a side
+        at what the image needs: then the other side grows."""
+        budget = _check_budget(memory_budget)
+        if self.fixed is not None:
+            return self.fixed
+        g, floor = self.spec.geometry, self.min_tiling_tile
+        per_pixel = self.bytes_per_pixel
 
-def check_tile_size(tm: TilingModel, tile_size, any_image=False):
-    """`tile_size` as ``(rows, cols)``, or an error naming the nearest sizes.
+        def fit(pixels):
+            t = g.round_down_tile(min(int(pixels), _MAX_TILE))
+            return max(t or 0, floor)
 
-    With `any_image`, the tiles must also tile images of any size (an
-    output of at least the offset step), as the export needs.
-    """
-    th, tw = check_pair(tile_size, "tile_size")
-    if tm.fixed is not None and (th, tw) != tm.fixed:
-        raise ValueError(
-            f"This model only accepts {tm.fixed[0]}x{tm.fixed[1]} inputs "
-            "and could not be rebuilt with free input sizes; pass "
-            f"tile_size={tm.fixed} or None, or build the model with "
-            f"input_shape=(None, None, C). Received: tile_size={tile_size!r}"
-        )
-    g = tm.spec.geometry
-    for t in (th, tw) if tm.fixed is None else ():
-        if not g.is_valid_tile(t):
-            raise ValueError(
-                f"{g.invalid_tile_message(t)} Received: tile_size={tile_size!r}"
-            )
-        if any_image:  # the error of a tile too small for a large image
-            _checked_axis(_MAX_TILE, t, g.context, g.step)
-    return th, tw
+        side = fit(math.isqrt(int(budget // per_pixel)))
+        if image_shape is None:
+            return side, side
+        caps = [g.tile_for_output(n) for n in image_shape]
+        th, tw = min(side, caps[0]), min(side, caps[1])
+        if th < side:
+            tw = min(fit(budget // (per_pixel * th)), caps[1])
+        elif tw < side:
+            th = min(fit(budget // (per_pixel * tw)), caps[0])
+        return th, tw
 
-
-def _min_tiling_tile(g):
-    """The smallest tile whose stride is at least one step."""
-    overlap = (g.min_tile - 2 * g.context) % g.step
-    return g.round_up_tile(2 * g.context + g.step + overlap)
+    def layout(self, image_shape, tile_max=None, memory_budget=None):
+        """The `TileLayout` of an image: balanced tiles under the cap."""
+        g, tile, hw = self.spec.geometry, self.fixed, image_shape
+        if tile is None:
+            tile_max = tile_max or self.max_tile(memory_budget, hw)
+            tile = [int(balanced_tile(n, t, g)) for n, t in zip(hw, tile_max)]
+        return tile_layout(hw, tile, g.context, g.step)
 
 
 def default_memory_budget() -> int:
     """Bytes of activation memory one batch of tiles may use, by default.
 
     Half the free memory of a GPU under JAX (``device.memory_stats()``) or
-    PyTorch (``torch.cuda.mem_get_info()``); else (the CPU, and TensorFlow,
-    which does not report free GPU memory) `DEFAULT_CPU_MEMORY_BUDGET`
-    (2 GiB), or a quarter of the available RAM if that is less.
+    PyTorch (``torch.cuda.mem_get_info()``); else (CPU; TensorFlow, which
+    does not report free GPU memory) `DEFAULT_CPU_MEMORY_BUDGET` (2 GiB),
+    or a quarter of the available RAM if that is less.
     """
     backend = keras.backend.backend()
     try:
         if backend == "jax":
             import jax
 
-            device = jax.devices()[0]
-            if device.platform != "cpu":
-                stats = device.memory_stats() or {}
-                if "bytes_limit" in stats:
-                    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-                    return int(free // 2)
+            stats = jax.devices()[0].memory_stats() or {}  # None on CPU
+            if "bytes_limit" in stats:
+                free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+                return free // 2
         elif backend == "torch":
             import torch
 
             if torch.cuda.is_available():
-                return int(torch.cuda.mem_get_info()[0] // 2)
+                return torch.cuda.mem_get_info()[0] // 2
     except Exception:  # noqa: BLE001 - fall back to the CPU default
         pass
     try:
@@ -467,9 +430,9 @@ def _check_budget(memory_budget):
 
 
 def estimate_tile_memory(model, tile_size, spec=None) -> int:
-    """Activation bytes of one tile by the rule: ``ACTIVATIONS_PER_FILTER_PIXEL
-    * filters * rows * cols * itemsize`` (first-level `filters`, bytes of the
-    compute dtype). `spec` as in `prepare_model`.
+    """Activation bytes of one tile by the rule ``ACTIVATIONS_PER_FILTER_PIXEL
+    * filters * rows * cols * itemsize`` (first-level `filters`; `spec` as
+    in `predict_tiled`).
 
     Examples:
         >>> from keras_unet import build_unet
@@ -477,111 +440,57 @@ def estimate_tile_memory(model, tile_size, spec=None) -> int:
         1278
     """
     th, tw = check_pair(tile_size, "tile_size")
-    return prepare_model(model, spec).bytes_per_pixel * th * tw
+    return TilingModel.of(model, spec).bytes_per_pixel * th * tw
 
 
-def max_tile_size(tm: TilingModel, memory_budget=None, image_shape=None):
-    """The largest valid tile ``(rows, cols)`` whose memory fits the budget.
-
-    Square (at least the smallest tile that tiles any image), unless
-    `image_shape` caps one side at what the image needs: then the other
-    grows within the budget. Default budget: `default_memory_budget()`.
-    """
-    budget = _check_budget(memory_budget)
-    if tm.fixed is not None:
-        return tm.fixed
-    g = tm.spec.geometry
-
-    def fit(pixels):
-        t = g.round_down_tile(min(int(pixels), _MAX_TILE))
-        return max(t or 0, _min_tiling_tile(g))
-
-    side = fit(math.isqrt(int(budget // tm.bytes_per_pixel)))
-    if image_shape is None:
-        return side, side
-    caps = [g.tile_for_output(n) for n in image_shape]
-    th, tw = min(side, caps[0]), min(side, caps[1])
-    if th < side:
-        tw = min(fit(budget // (tm.bytes_per_pixel * th)), caps[1])
-    elif tw < side:
-        th = min(fit(budget // (tm.bytes_per_pixel * tw)), caps[0])
-    return th, tw
-
-
-def _layout(tm, hw, tile_max, budget) -> TileLayout:
-    g, tile = tm.spec.geometry, tm.fixed
-    if tile is None:
-        tile_max = tile_max or max_tile_size(tm, budget, hw)
-        tile = [int(balanced_tile(n, t, g)) for n, t in zip(hw, tile_max)]
-    return tile_layout(hw, tile, g.context, g.step)
-
-
-def choose_tile_size(
-    model, image_shape, memory_budget=None, tile_size=None, spec=None
-):
-    """The input tile ``(rows, cols)`` `predict_tiled` uses for an image.
-
-    `tile_size` (a valid size) or the largest tile within `memory_budget`
-    (`max_tile_size`), shrunk to the smallest valid size that needs no more
-    tiles (`balanced_tile`).
+def choose_tile_size(model, image_shape, memory_budget=None, tile_size=None,
+                     spec=None):  # fmt: skip
+    """The input tile ``(rows, cols)`` `predict_tiled` uses for an image:
+    `tile_size` or the largest tile within `memory_budget`, shrunk to the
+    smallest valid size that needs no more tiles (`balanced_tile`).
 
     Examples:
         >>> from keras_unet import build_unet
         >>> choose_tile_size(build_unet(depth=2, filters=4), (300, 517), 2**30)
         (340, 560)
     """
-    tm = prepare_model(model, spec)
+    tm = TilingModel.of(model, spec)
     hw = _image_hw(image_shape)
-    if tile_size is not None:
-        tile_size = check_tile_size(tm, tile_size)
-    return _layout(tm, hw, tile_size, _check_budget(memory_budget)).tile_shape
-
-
-# ------------------------------------------------------------ prediction
+    cap = None if tile_size is None else tm.check_tile(tile_size)
+    return tm.layout(hw, cap, _check_budget(memory_budget)).tile_shape
 
 
 @dataclasses.dataclass
 class _Run:
     """One call's settings; an out-of-memory retry lowers tile and batch."""
 
+    tm: TilingModel
     tile: tuple[int, int] | None
     batch: int | None
     budget: float
-    tta: tuple[str, ...]
     mirror: str
     from_logits: bool
     bar: keras.utils.Progbar | None = None
     calls: int = 0  # model calls made
 
-
-def _settings(tm, tile_size, batch_size, tta, budget, mirror, from_logits):
-    check_mirror(mirror)
-    names = resolve_tta(tta)
-    if tile_size is not None:
-        tile_size = check_tile_size(tm, tile_size)
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", 1)
-    budget = _check_budget(budget)
-    return _Run(tile_size, batch_size, budget, names, mirror, from_logits)
-
-
-def _plan_job(tm, run, shape, swap):
-    """(layout, tiles per call, calls) for a (N, H, W, C) stack."""
-    cap = run.tile
-    if cap is not None and swap and tm.fixed is None:
-        cap = cap[::-1]  # the cap is given for the untransformed image
-    layout = _layout(tm, shape[1:3], cap, run.budget)
-    n, batch = shape[0] * len(layout), run.batch
-    if batch is None:
-        fit = run.budget // (tm.bytes_per_pixel * math.prod(layout.tile_shape))
-        batch = max(1, min(int(fit), _MAX_AUTO_BATCH, n))
-    calls, per_call = balanced_batch(batch, n)
-    return layout, per_call, calls
+    def plan(self, shape, swap):
+        """(layout, tiles per call, calls) for a (N, H, W, C) stack."""
+        cap = self.tile
+        if cap is not None and swap and self.tm.fixed is None:
+            cap = cap[::-1]  # the cap is given for the untransformed image
+        layout = self.tm.layout(shape[1:3], cap, self.budget)
+        n, batch = shape[0] * len(layout), self.batch
+        if batch is None:
+            tile_bytes = self.tm.bytes_per_pixel * math.prod(layout.tile_shape)
+            batch = max(1, min(int(self.budget // tile_bytes), _MAX_AUTO_BATCH))
+            batch = min(batch, n)
+        calls, per_call = balanced_batch(batch, n)
+        return layout, per_call, calls
 
 
-def _predict_stack(tm, run, stack, layout, batch):
+def _predict_stack(run, stack, layout, batch):
     """Probabilities (N, H, W, K) of a stack of images (N, H, W, C)."""
-    spec, crop = tm.spec, tm.spec.geometry.tile_crop
+    spec, crop = run.tm.spec, run.tm.spec.geometry.tile_crop
     padded = mirror_pad(stack, layout.pad, run.mirror, axes=(1, 2))
     out = np.empty((len(stack), *layout.image_shape, spec.num_classes), "f4")
     jobs = [(i, tile) for i in range(len(stack)) for tile in layout]
@@ -591,7 +500,7 @@ def _predict_stack(tm, run, stack, layout, batch):
         for j, (i, tile) in enumerate(chunk):
             x[j] = padded[(i, *tile.source)]
         x[len(chunk) :] = 0.0
-        y = tm.model.predict_on_batch(x)
+        y = run.tm.model.predict_on_batch(x)
         if isinstance(y, list | tuple | dict):
             raise ValueError(
                 "predict_tiled needs a model with a single output. "
@@ -620,87 +529,53 @@ def _predict_stack(tm, run, stack, layout, batch):
     return out
 
 
-def _shrink(tm, run, layout, batch, swap, err):
-    """After an out-of-memory error: half the batch, else half the pixels."""
-    th, tw = layout.tile_shape
-    tried = f"{batch} tile(s) of {th}x{tw} px per model call"
-    g = tm.spec.geometry
-    floor = _min_tiling_tile(g)
-    half = [
-        max(g.round_down_tile(int(t / 2**0.5)) or 0, floor) for t in (th, tw)
-    ]
-    smaller = (min(th, half[0]), min(tw, half[1]))
-    if batch > 1:
-        run.batch = -(-batch // 2)
-        now = f"{run.batch} tile(s) per call"
-    elif tm.fixed is None and smaller != (th, tw):
-        run.tile, run.batch = smaller[::-1] if swap else smaller, 1
-        now = f"tiles of {smaller[0]}x{smaller[1]} px"
-    else:
-        raise MemoryError(
-            f"predict_tiled ran out of memory with {tried}, the least this "
-            "model can use. Free memory on the device (other processes or "
-            f"models) or use a larger one. Received: {type(err).__name__}: "
-            f"{err}"
-        ) from err
-    warnings.warn(
-        f"predict_tiled ran out of memory with {tried}; retrying with {now}. "
-        "Pass a smaller memory_budget (or batch_size, tile_size) to start "
-        "there.",
-        stacklevel=7,  # the caller of predict_tiled(_batch)
-    )
-
-
-def _predict_retrying(tm, run, x, name):
-    """One transformed stack; on out-of-memory, smaller batches or tiles."""
+def _predict_retrying(run, x, name):
+    """One transformed stack; out of memory: half the batch, then the tile."""
     swap, pending = TTA_TRANSFORMS[name][0], None
     while True:
-        layout, batch, calls = _plan_job(tm, run, x.shape, swap)
+        layout, batch, calls = run.plan(x.shape, swap)
         if pending is not None and run.bar is not None:
             run.bar.target += calls - pending
         start = run.calls
         try:
-            return _predict_stack(tm, run, x, layout, batch)
+            return _predict_stack(run, x, layout, batch)
         except Exception as err:
             # TF ResourceExhaustedError, JAX RESOURCE_EXHAUSTED, torch
-            # OutOfMemoryError: recognized by name, no backend import.
+            # OutOfMemoryError: known by name, without importing a backend.
             text = f"{type(err).__name__} {err}".lower().replace("_", "")
+            keys = ("resourceexhausted", "outofmemory", "out of memory")
             if not isinstance(err, MemoryError) and not any(
-                key in text
-                for key in ("resourceexhausted", "outofmemory", "out of memory")
+                k in text for k in keys
             ):
                 raise
-            _shrink(tm, run, layout, batch, swap, err)
-            pending = calls - (run.calls - start)
-
-
-def _predict_all(tm, run, stacks, verbose):
-    """Probabilities of a list of (N, H, W, C) float32 stacks."""
-    if verbose not in ("auto", True, False, 0, 1):
-        raise ValueError(
-            "`verbose` must be 'auto', True/1 or False/0. "
-            f"Received: verbose={verbose!r}"
+            error = err
+        pending = calls - (run.calls - start)
+        (th, tw), floor = layout.tile_shape, run.tm.min_tiling_tile
+        tried = f"{batch} tile(s) of {th}x{tw} px per model call"
+        g = run.tm.spec.geometry
+        smaller = tuple(
+            min(t, max(g.round_down_tile(int(t / 2**0.5)) or 0, floor))
+            for t in (th, tw)
         )
-    calls = 0
-    for stack in stacks:
-        for name in run.tta:
-            swap = TTA_TRANSFORMS[name][0]
-            shape = (len(stack), *stack.shape[1:3][:: -1 if swap else 1])
-            calls += _plan_job(tm, run, shape, swap)[2]
-    if verbose == "auto":
-        verbose = calls >= _AUTO_PROGRESS_CALLS
-    if verbose:
-        run.bar = keras.utils.Progbar(calls, unit_name="batch")
-    results = []
-    for stack in stacks:  # a loop, not a comprehension: see _shrink
-        probs = average_over_transforms(
-            lambda x, name: _predict_retrying(tm, run, x, name),
-            stack,
-            run.tta,
-            axes=(1, 2),
+        if batch > 1:
+            run.batch = -(-batch // 2)
+            now = f"{run.batch} tile(s) per call"
+        elif run.tm.fixed is None and smaller != (th, tw):
+            run.tile, run.batch = smaller[::-1] if swap else smaller, 1
+            now = f"tiles of {smaller[0]}x{smaller[1]} px"
+        else:
+            raise MemoryError(
+                f"predict_tiled ran out of memory with {tried}, the least "
+                "this model can use. Free memory on the device (other "
+                "processes or models) or use a larger one. Received: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        warnings.warn(
+            f"predict_tiled ran out of memory with {tried}; retrying with "
+            f"{now}. Pass a smaller memory_budget (or batch_size, tile_size) "
+            "to start there.",
+            stacklevel=6,  # the caller of predict_tiled(_batch)
         )
-        results.append(np.ascontiguousarray(probs, np.float32))
-    return results
 
 
 def _as_stack(raw, spec, batched):
@@ -717,18 +592,14 @@ def _as_stack(raw, spec, batched):
         return image[..., None] if batched else image[None, ..., None]
     if rank == 3 and image.shape[-1] == c:
         return image if batched else image[None]
-    if rank == 3:
-        what = f"the last axis has {image.shape[-1]}" + (
-            "" if batched else " (if it is a stack of images, use "
-            "predict_tiled_batch)"
-        )  # fmt: skip
-    elif rank == 2:
-        what = (
-            "received a 3-D stack, read as (N, H, W) grey images"
-            if batched
-            else "received a 2-D (H, W) image without channels"
-        )
     if rank in (2, 3):
+        what = {
+            (2, False): "received a 2-D (H, W) image without channels",
+            (2, True): "received a 3-D stack, read as (N, H, W) grey images",
+            (3, False): f"the last axis has {image.shape[-1]} (if it is a "
+            "stack of images, use predict_tiled_batch)",
+            (3, True): f"the last axis has {image.shape[-1]}",
+        }[rank, batched]
         hint = "convert it to grey (e.g. image.mean(axis=-1))"
         if c > 1:
             hint = f"give it {c} channels in the last axis"
@@ -744,68 +615,91 @@ def _as_stack(raw, spec, batched):
             + ("; for one image use predict_tiled" if rank == 1 else "")
             + f". Received: images.shape={shape}"
         )
+    stack = "; for a stack (N, H, W, C) use predict_tiled_batch"
     raise ValueError(
         "predict_tiled takes one image of shape (H, W) or (H, W, C)"
-        + (
-            "; for a stack (N, H, W, C) use predict_tiled_batch"
-            if rank == 4
-            else ""
-        )  # fmt: skip
+        + (stack if rank == 4 else "")
         + f". Received: image.shape={shape}"
     )
 
 
-def predict_tiled(
-    model,
-    image,
-    tile_size=None,
-    batch_size=None,
-    tta=None,
-    *,
-    memory_budget=None,
-    mirror="reflect",
-    from_logits=True,
-    verbose="auto",
-    spec=None,
-):
+def _predict(model, images, listed, tile_size, batch_size, tta, budget,
+             mirror, from_logits, verbose, spec):  # fmt: skip
+    """predict_tiled(_batch): images of one size share the model calls."""
+    tm = TilingModel.of(model, spec)
+    if listed and not images:
+        raise ValueError("`images` is an empty list. Received: images=[]")
+    groups = {}  # index and (1, H, W, C) stack of each image, by shape
+    for i, image in enumerate(images if listed else [images]):
+        stack = _as_stack(image, tm.spec, batched=not listed)
+        groups.setdefault(stack.shape, []).append((i, stack))
+    check_mirror(mirror)
+    names = resolve_tta(tta)
+    tile_size = None if tile_size is None else tm.check_tile(tile_size)
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1)
+    if verbose not in ("auto", True, False, 0, 1):
+        raise ValueError(
+            "`verbose` must be 'auto', True/1 or False/0. "
+            f"Received: verbose={verbose!r}"
+        )
+    run = _Run(tm, tile_size, batch_size, _check_budget(budget), mirror,
+               from_logits)  # fmt: skip
+    stacks = [np.concatenate([s for _, s in g]) for g in groups.values()]
+    calls = 0  # for the progress bar
+    for stack, name in ((s, n) for s in stacks for n in names):
+        n, h, w, _ = stack.shape
+        swap = TTA_TRANSFORMS[name][0]
+        calls += run.plan((n, w, h) if swap else (n, h, w), swap)[2]
+    if verbose == "auto":
+        verbose = calls >= _AUTO_PROGRESS_CALLS
+    run.bar = keras.utils.Progbar(calls, unit_name="batch") if verbose else None
+    results = []
+    for stack in stacks:  # a loop, not a comprehension: see the warning
+        probs = average_over_transforms(
+            lambda x, name: _predict_retrying(run, x, name), stack, names,
+            axes=(1, 2),
+        )  # fmt: skip
+        results.append(np.ascontiguousarray(probs, np.float32))
+    out = [None] * sum(map(len, groups.values()))
+    for group, probs in zip(groups.values(), results):
+        for (i, _), p in zip(group, probs):
+            out[i] = p
+    return out if listed else results[0]
+
+
+def predict_tiled(model, image, tile_size=None, batch_size=None, tta=None, *,
+                  memory_budget=None, mirror="reflect", from_logits=True,
+                  verbose="auto", spec=None):  # fmt: skip
     """Segment one image of any size with the overlap-tile strategy.
 
     The image is mirror-padded, cut into tiles at offsets that are multiples
     of ``2**depth``, the tiles go through the model in batches and their
-    outputs are stitched. For a valid-padded U-Net (the paper's) the result
-    equals, to float round-off, one pass of the model over the whole image
-    padded by the margin at the top/left (and as needed at the
-    bottom/right): there are no seams.
+    outputs are stitched: for a valid-padded U-Net (the paper's) the result
+    equals, to float round-off, one pass of the model over the whole
+    mirror-padded image. No seams.
 
     Args:
         model: a U-Net from `keras_unet.build_unet` (a fixed-size model is
-            re-wired to free sizes, sharing its weights), or another U-Net
-            with 2x2 pooling. It outputs logits unless `from_logits=False`.
-            Same-padded models keep a context of ``6 * 2**depth`` px around
-            every tile (the result equals one pass over the image mirror-
-            padded by that context).
-        image: ``(H, W)`` or ``(H, W, C)`` array, any H, W >= 1, with C the
-            model's input channels. uint8 is scaled by 1/255, uint16 by
-            1/65535, floats are used as they are
-            (`keras_unet.io.to_float_image`).
-        tile_size: largest input tile, an int or ``(rows, cols)``, a valid
-            input size of the model (``188 + 16k`` for depth 4; the error
-            names the nearest ones). Default: the largest tile within
-            `memory_budget` (`estimate_tile_memory`). Tiles are never larger
-            than the image needs (`balanced_tile`).
-        batch_size: tiles per model call. Default: as many as fit in
+            re-wired to free sizes, sharing its weights) or another U-Net
+            with 2x2 pooling, outputting logits. Same-padded models keep a
+            context of ``6 * 2**depth`` px around every tile.
+        image: ``(H, W)`` or ``(H, W, C)``, any H, W >= 1; uint8 and uint16
+            are scaled to [0, 1] (`keras_unet.io.to_float_image`).
+        tile_size: largest input tile, int or ``(rows, cols)``, a valid
+            input size (``188 + 16k`` for depth 4). Default: the largest
+            within `memory_budget`. Never larger than the image needs.
+        batch_size: tiles per model call; default: as many as fit in
             `memory_budget` (at most 64), the calls equally full.
-        tta: test-time augmentation: None (off), True or "d4" (the 8
-            rotations and flips), "rotations", "flips", or a list of names
-            such as ``["identity", "rot90", "flip_lr"]``
-            (`keras_unet.tta.resolve_tta`); the probabilities of the
-            transformed images are mapped back and averaged.
-        memory_budget: bytes of activation memory per batch; default
-            `default_memory_budget()`. If a model call runs out of memory
-            anyway, the batch is halved, then the tile, with a warning.
-        mirror: "reflect" (default) or "symmetric" (see `mirror_index`).
-        from_logits: apply the soft-max (sigmoid for one output channel);
-            False if the model already outputs probabilities.
+        tta: test-time augmentation, None (off), True or "d4" (8 rotations
+            and flips), "rotations", "flips" or a list of names
+            (`keras_unet.tta.resolve_tta`): probabilities are averaged.
+        memory_budget: bytes of activations per batch
+            (`estimate_tile_memory`); default `default_memory_budget()`. On
+            running out of memory anyway, the batch is halved, then the
+            tile, with a warning.
+        mirror: "reflect" (default) or "symmetric" (`mirror_index`).
+        from_logits: apply the soft-max (sigmoid for one output channel).
         verbose: "auto" (a progress bar for 8 or more model calls), True or
             False.
         spec: a `keras_unet.model.UNetSpec` for a model whose geometry
@@ -830,40 +724,19 @@ def predict_tiled(
         Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for
         Biomedical Image Segmentation. MICCAI 2015 (Fig. 2).
     """
-    tm = prepare_model(model, spec)
-    stack = _as_stack(image, tm.spec, batched=False)
-    run = _settings(tm, tile_size, batch_size, tta, memory_budget, mirror,
-                    from_logits)  # fmt: skip
-    return _predict_all(tm, run, [stack], verbose)[0][0]
+    return _predict(model, [image], True, tile_size, batch_size, tta,
+                    memory_budget, mirror, from_logits, verbose,
+                    spec)[0]  # fmt: skip
 
 
-def predict_tiled_batch(
-    model,
-    images,
-    tile_size=None,
-    batch_size=None,
-    tta=None,
-    *,
-    memory_budget=None,
-    mirror="reflect",
-    from_logits=True,
-    verbose="auto",
-    spec=None,
-):
-    """`predict_tiled` for a stack of images, or a list of images of any sizes.
-
-    Tiles of all images of one size share the model calls.
-
-    Args:
-        model: see `predict_tiled`.
-        images: a stack ``(N, H, W, C)`` (or ``(N, H, W)`` for a one-channel
-            model), or a list of images ``(H, W)`` / ``(H, W, C)``.
-        tile_size, batch_size, tta, memory_budget, mirror, from_logits,
-            verbose, spec: see `predict_tiled`.
-
-    Returns:
-        For a stack, float32 ``(N, H, W, num_classes)``; for a list, a list
-        of ``(H_i, W_i, num_classes)`` arrays.
+def predict_tiled_batch(model, images, tile_size=None, batch_size=None,
+                        tta=None, *, memory_budget=None, mirror="reflect",
+                        from_logits=True, verbose="auto",
+                        spec=None):  # fmt: skip
+    """`predict_tiled` for a stack ``(N, H, W[, C])`` of images (returns
+    ``(N, H, W, K)``) or a list of images of any sizes (returns a list).
+    Tiles of all images of one size share the model calls; the other
+    arguments are those of `predict_tiled`.
 
     Examples:
         >>> from keras_unet import build_unet
@@ -871,22 +744,7 @@ def predict_tiled_batch(
         >>> predict_tiled_batch(model, np.zeros((3, 64, 80), np.uint8)).shape
         (3, 64, 80, 2)
     """
-    tm = prepare_model(model, spec)
     listed = isinstance(images, list | tuple)
-    if listed and not images:
-        raise ValueError("`images` is an empty list. Received: images=[]")
-    groups = {}  # images of one size, by shape
-    for i, image in enumerate(images if listed else [images]):
-        stack = _as_stack(image, tm.spec, batched=not listed)
-        groups.setdefault(stack.shape, []).append((i, stack))
-    stacks = [np.concatenate([s for _, s in g]) for g in groups.values()]
-    run = _settings(tm, tile_size, batch_size, tta, memory_budget, mirror,
-                    from_logits)  # fmt: skip
-    probs = _predict_all(tm, run, stacks, verbose)
-    if not listed:
-        return probs[0]
-    out = [None] * len(images)
-    for group, p in zip(groups.values(), probs):
-        for j, (i, _) in enumerate(group):
-            out[i] = p[j]
-    return out
+    return _predict(model, images, listed, tile_size, batch_size, tta,
+                    memory_budget, mirror, from_logits, verbose,
+                    spec)  # fmt: skip
