@@ -1,15 +1,9 @@
 """Export a U-Net as a TensorFlow SavedModel that segments images of any size.
 
-The graph runs `keras_unet.tiling.predict_tiled` in TensorFlow ops: the
-tile plan of `keras_unet.tiling` (`balanced_tile`, `plan_axis`,
-`mirror_index`, `tile_of_pixel`) and the transforms of `keras_unet.tta`
-evaluated on tensors, from the image's dynamic size. TensorFlow Serving,
-`tf.saved_model.load` and `saved_model_cli` run it without keras_unet or
-Keras; see docs/serving.md for requests.
-
-Reference:
-    Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical
-    Image Segmentation. MICCAI 2015 (Fig. 2: overlap-tile strategy).
+The graph is `keras_unet.tiling.predict_tiled` in TensorFlow ops: the tile
+plan of `keras_unet.tiling` and the transforms of `keras_unet.tta`,
+evaluated on tensors from the image's dynamic size. TensorFlow Serving runs
+it without keras_unet or Keras (requests: docs/serving.md).
 """
 
 from __future__ import annotations
@@ -170,37 +164,29 @@ def _check_target(path, overwrite):
 def _write_atomically(archive, metadata, path, overwrite):
     """Write into a temporary folder next to `path`, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(
-        tempfile.mkdtemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
+    tmp = tempfile.mkdtemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
+    tmp, old = pathlib.Path(tmp), pathlib.Path(tmp).with_suffix(".old")
     # mkdtemp makes the folder private (0700); a SavedModel must be readable
     # by the serving process (often another user, e.g. in Docker).
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
-    old = None
     try:
         archive.write_out(str(tmp), verbose=False)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         _check_target(path, overwrite)  # again: it may have appeared since
         if path.exists():
-            old = tmp.with_suffix(".old")
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)
-                old = None
-                raise
-        else:
-            os.replace(tmp, path)
+            os.replace(path, old)  # the old model waits here, restored if
+        os.replace(tmp, path)  # this rename fails
+    except BaseException:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
@@ -209,42 +195,33 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
                        spec=None):  # fmt: skip
     """Write a SavedModel that segments one image of any size, for TF Serving.
 
-    The graph scales the image (uint8 / 255, uint16 / 65535, float32 as it
-    is), mirror-pads it, predicts tiles at offsets that are multiples of
-    ``2**depth`` (batched with `tf.map_fn`), applies the optional
-    test-time augmentation and the soft-max, and returns the probabilities
-    of the image's size: `keras_unet.tiling.predict_tiled` with the same
-    `tta` and `mirror`, to float round-off. The folder is written to a
-    temporary name and renamed, so a crash never leaves half a model.
+    The graph scales the image (uint8 / 255, uint16 / 65535), mirror-pads
+    it, predicts tiles at offsets that are multiples of ``2**depth``,
+    applies the test-time augmentation and the soft-max: `predict_tiled`
+    with the same `tta` and `mirror`, to float round-off. The folder is
+    written under a temporary name and renamed (never half a model).
 
-    Signatures, each with one input ``image`` and one output
-    ``probabilities``: ``predict_uint8``, ``predict_uint16``,
-    ``predict_float32`` (NaN/inf rejected) and ``serving_default`` (that of
-    `input_dtype`). An ``image`` of shape ``(H, W)`` (one grey image),
-    ``(H, W, C)``, ``(N, H, W)`` (grey images, when ``W != C``) or ``(N,
-    H, W, C)`` gives ``(H, W, K)`` or ``(N, H, W, K)`` probabilities.
+    Signatures ``predict_uint8``, ``predict_uint16``, ``predict_float32``
+    (NaN/inf rejected) and ``serving_default`` (that of `input_dtype`) take
+    an ``image`` ``(H, W)``, ``(H, W, C)``, ``(N, H, W)`` (grey, when ``W !=
+    C``) or ``(N, H, W, C)`` and return ``probabilities`` ``(H, W, K)`` or
+    ``(N, H, W, K)``.
 
     Args:
-        model: a U-Net (see `keras_unet.tiling.predict_tiled`); needs the
-            TensorFlow backend of Keras.
-        path: the SavedModel folder; for TensorFlow Serving
-            ``<base>/<model name>/<version>/``, e.g. ``models/unet/1``.
-        tta: test-time augmentation in the graph
-            (`keras_unet.tta.resolve_tta`); None for none.
+        model: a U-Net (see `predict_tiled`); needs Keras' TensorFlow
+            backend.
+        path: the folder; for TF Serving ``<base>/<name>/<version>/``.
+        tta: test-time augmentation in the graph (`keras_unet.tta`).
         tile_size: largest input tile, int or ``(rows, cols)``, a valid
-            input size. Default: the largest tile within `memory_budget`.
+            input size; default: the largest within `memory_budget`.
             Smaller images get smaller tiles, computed in the graph.
         batch_size: tiles per model call inside the graph.
-        input_dtype: the dtype of ``serving_default``: "uint8" (default),
-            "uint16" or "float32".
-        mirror: "reflect" or "symmetric" (as in `predict_tiled`).
-        from_logits: apply the soft-max/sigmoid (False if the model already
-            outputs probabilities).
+        input_dtype: that of ``serving_default``: "uint8", "uint16" or
+            "float32".
+        mirror, from_logits, spec: as in `predict_tiled`.
         memory_budget: bytes per tile batch for the default tile size;
-            default `keras_unet.tiling.DEFAULT_CPU_MEMORY_BUDGET` (2 GiB),
-            since the serving machine is not known here.
-        overwrite: replace an existing non-empty folder at `path`.
-        spec: see `predict_tiled`.
+            default `DEFAULT_CPU_MEMORY_BUDGET` (the server is not known).
+        overwrite: replace a non-empty folder at `path`.
 
     Returns:
         The `pathlib.Path` of the SavedModel; its ``keras_unet.json``
@@ -267,8 +244,7 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
         TensorShape([300, 517, 2])
 
     Reference:
-        Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for
-        Biomedical Image Segmentation. MICCAI 2015 (Fig. 2).
+        Ronneberger, Fischer, Brox. U-Net (MICCAI 2015), Fig. 2.
     """
     import keras
 

@@ -1,15 +1,11 @@
 """Overlap-tile prediction of images of any size (the paper's Fig. 2).
 
-Tiles are cut at offsets that are multiples of ``2**depth`` from the image
-mirror-padded by the context margin, so the tiled result equals, to float
-round-off, one untiled pass over the mirror-padded image. The plan is four
-integer functions that the exported graph (`keras_unet.export`) runs on
-tensors: `balanced_tile`, `plan_axis`, `mirror_index` and `tile_of_pixel`;
-`tile_layout` turns them into the `Tile` slices `predict_tiled` runs.
-
-Memory: a tile costs ``ACTIVATIONS_PER_FILTER_PIXEL * filters * pixels *
-itemsize`` bytes, against `default_memory_budget`; a model call that runs
-out of memory anyway is retried with half the batch, then smaller tiles.
+The tile plan is four integer functions that the exported graph
+(`keras_unet.export`) runs on tensors: `balanced_tile`, `plan_axis`,
+`mirror_index`, `tile_of_pixel`; `tile_layout` turns them into the `Tile`
+slices `predict_tiled` runs. Memory: ``ACTIVATIONS_PER_FILTER_PIXEL *
+filters * pixels * itemsize`` bytes per tile, against a budget; a model
+call that runs out of memory anyway is retried with half the memory.
 
 Reference:
     Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical
@@ -199,12 +195,8 @@ class TileLayout:
     def output_tile_shape(self) -> tuple[int, int]:
         return tuple(t - 2 * self.margin for t in self.tile_shape)
 
-    @property
-    def n_tiles(self) -> int:
-        return self.counts[0] * self.counts[1]
-
     def __len__(self) -> int:
-        return self.n_tiles
+        return self.counts[0] * self.counts[1]
 
     def __iter__(self):
         axes = zip(self.image_shape, self.tile_shape, self.counts, self.strides)
@@ -253,6 +245,10 @@ def tile_layout(image_shape, tile_size, margin, step) -> TileLayout:
         >>> layout = tile_layout((1000, 700), 572, margin=92, step=16)
         >>> layout.counts, layout.strides, layout.pad
         ((3, 2), (384, 384), ((92, 248), (92, 164)))
+        >>> for tile in tile_layout((500, 300), 572, margin=92, step=16):
+        ...     print(tile.source[0], tile.destination[0])
+        slice(0, 572, None) slice(0, 384, None)
+        slice(384, 956, None) slice(384, 500, None)
     """
     h, w = _image_hw(image_shape)
     th, tw = check_pair(tile_size, "tile_size")
@@ -263,24 +259,13 @@ def tile_layout(image_shape, tile_size, margin, step) -> TileLayout:
     return TileLayout((h, w), (th, tw), margin, step, (ch, cw), (sh, sw), pad)
 
 
-def tile_iterator(image_shape, tile_size, margin, step):
-    """Yield the `Tile` objects of `tile_layout` (same arguments).
-
-    Examples:
-        >>> for tile in tile_iterator((500, 300), 572, margin=92, step=16):
-        ...     print(tile.source[0], tile.destination[0])
-        slice(0, 572, None) slice(0, 384, None)
-        slice(384, 956, None) slice(384, 500, None)
-    """
-    yield from tile_layout(image_shape, tile_size, margin, step)
+tile_iterator = tile_layout  # iterate it: the tiles (CSBDeep's name)
 
 
-def _image_hw(image_shape):
-    try:
-        image_shape = tuple(image_shape)[:2]
-    except TypeError:
-        pass
-    return check_pair(image_shape, "image_shape")
+def _image_hw(shape):
+    return check_pair(
+        tuple(shape)[:2] if np.ndim(shape) else shape, "image_shape"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,21 +291,18 @@ class TilingModel:
                 "`spec` must be a UNetSpec, e.g. keras_unet.inspect_unet("
                 f"model, depth=4, padding='valid'). Received: spec={spec!r}"
             )
-        runner, fixed = free_size_model(model), None
-        if runner is None:
+        runner, fixed, g = free_size_model(model), None, spec.geometry
+        if runner is None:  # use it as it is, if its size is a tile size
             runner, fixed = model, tuple(model.input_shape[1:3])
-            for n in fixed:
-                if n is None or not spec.geometry.is_valid_tile(n):
-                    why = "it fixes one size but not the other"
-                    if n is not None:
-                        why = spec.geometry.invalid_tile_message(n)
-                    raise ValueError(
-                        "The model could not be rebuilt with free input "
-                        f"sizes, and its fixed input size {fixed} cannot be "
-                        f"used as a tile: {why} Build it with input_shape="
-                        f"(None, None, C). Received: model.input_shape="
-                        f"{model.input_shape}"
-                    )
+            bad = [n for n in fixed if n is None or not g.is_valid_tile(n)]
+            if bad:
+                why = g.invalid_tile_message(bad[0]) if bad[0] else "None."
+                raise ValueError(
+                    "The model could not be rebuilt with free input sizes, "
+                    f"and its input size {fixed} is no tile size: {why} "
+                    "Build it with input_shape=(None, None, C). Received: "
+                    f"model.input_shape={model.input_shape}"
+                )
         dtype = str(getattr(runner.dtype_policy, "compute_dtype", "float32"))
         itemsize = 2 if "16" in dtype else 8 if "64" in dtype else 4
         rule = ACTIVATIONS_PER_FILTER_PIXEL * (spec.filters or 64) * itemsize
@@ -462,10 +444,10 @@ def choose_tile_size(model, image_shape, memory_budget=None, tile_size=None,
 
 @dataclasses.dataclass
 class _Run:
-    """One call's settings; an out-of-memory retry lowers tile and batch."""
+    """One call's settings; an out-of-memory retry lowers the budget."""
 
     tm: TilingModel
-    tile: tuple[int, int] | None
+    tile: tuple[int, int] | None  # the user's caps, dropped after an OOM
     batch: int | None
     budget: float
     mirror: str
@@ -475,15 +457,12 @@ class _Run:
 
     def plan(self, shape, swap):
         """(layout, tiles per call, calls) for a (N, H, W, C) stack."""
-        cap = self.tile
-        if cap is not None and swap and self.tm.fixed is None:
-            cap = cap[::-1]  # the cap is given for the untransformed image
+        cap = self.tile  # for the untransformed image:
+        cap = cap[::-1] if cap and swap and not self.tm.fixed else cap
         layout = self.tm.layout(shape[1:3], cap, self.budget)
-        n, batch = shape[0] * len(layout), self.batch
-        if batch is None:
-            tile_bytes = self.tm.bytes_per_pixel * math.prod(layout.tile_shape)
-            batch = max(1, min(int(self.budget // tile_bytes), _MAX_AUTO_BATCH))
-            batch = min(batch, n)
+        n, tile_bytes = shape[0] * len(layout), self.tm.bytes_per_pixel
+        fit = int(self.budget // (tile_bytes * math.prod(layout.tile_shape)))
+        batch = self.batch or max(1, min(fit, _MAX_AUTO_BATCH, n))
         calls, per_call = balanced_batch(batch, n)
         return layout, per_call, calls
 
@@ -494,7 +473,7 @@ def _predict_stack(run, stack, layout, batch):
     padded = mirror_pad(stack, layout.pad, run.mirror, axes=(1, 2))
     out = np.empty((len(stack), *layout.image_shape, spec.num_classes), "f4")
     jobs = [(i, tile) for i in range(len(stack)) for tile in layout]
-    x = np.zeros((batch, *layout.tile_shape, spec.input_channels), np.float32)
+    x = np.zeros((batch, *layout.tile_shape, spec.input_channels), "f4")
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
         for j, (i, tile) in enumerate(chunk):
@@ -530,7 +509,8 @@ def _predict_stack(run, stack, layout, batch):
 
 
 def _predict_retrying(run, x, name):
-    """One transformed stack; out of memory: half the batch, then the tile."""
+    """One transformed stack. Out of memory: again with half the memory of
+    the failed call (the rule then halves the batch, or else the tile)."""
     swap, pending = TTA_TRANSFORMS[name][0], None
     while True:
         layout, batch, calls = run.plan(x.shape, swap)
@@ -544,36 +524,26 @@ def _predict_retrying(run, x, name):
             # OutOfMemoryError: known by name, without importing a backend.
             text = f"{type(err).__name__} {err}".lower().replace("_", "")
             keys = ("resourceexhausted", "outofmemory", "out of memory")
-            if not isinstance(err, MemoryError) and not any(
-                k in text for k in keys
-            ):
-                raise
+            if not isinstance(err, MemoryError):
+                if not any(k in text for k in keys):
+                    raise
             error = err
         pending = calls - (run.calls - start)
-        (th, tw), floor = layout.tile_shape, run.tm.min_tiling_tile
+        (th, tw), tm = layout.tile_shape, run.tm
         tried = f"{batch} tile(s) of {th}x{tw} px per model call"
-        g = run.tm.spec.geometry
-        smaller = tuple(
-            min(t, max(g.round_down_tile(int(t / 2**0.5)) or 0, floor))
-            for t in (th, tw)
-        )
-        if batch > 1:
-            run.batch = -(-batch // 2)
-            now = f"{run.batch} tile(s) per call"
-        elif run.tm.fixed is None and smaller != (th, tw):
-            run.tile, run.batch = smaller[::-1] if swap else smaller, 1
-            now = f"tiles of {smaller[0]}x{smaller[1]} px"
-        else:
+        if batch == 1 and (tm.fixed or max(th, tw) <= tm.min_tiling_tile):
             raise MemoryError(
                 f"predict_tiled ran out of memory with {tried}, the least "
                 "this model can use. Free memory on the device (other "
                 "processes or models) or use a larger one. Received: "
                 f"{type(error).__name__}: {error}"
             ) from error
+        used = batch * th * tw * tm.bytes_per_pixel
+        run.budget, run.batch, run.tile = used / 2, None, None
         warnings.warn(
             f"predict_tiled ran out of memory with {tried}; retrying with "
-            f"{now}. Pass a smaller memory_budget (or batch_size, tile_size) "
-            "to start there.",
+            f"half of it, memory_budget={used // 2}. Pass a smaller "
+            "memory_budget to start there.",
             stacklevel=6,  # the caller of predict_tiled(_batch)
         )
 
@@ -581,12 +551,7 @@ def _predict_retrying(run, x, name):
 def _as_stack(raw, spec, batched):
     """A float32 (N, H, W, C) stack, or an error naming the accepted shapes."""
     shape, c = np.shape(raw), spec.input_channels
-    if np.size(raw) == 0:
-        raise ValueError(
-            f"The image is empty (it has no pixels). Received: image.shape="
-            f"{shape}"
-        )
-    image = to_float_image(raw)
+    image = to_float_image(raw)  # refuses empty images and NaN/inf pixels
     rank = image.ndim - batched  # of one image
     if rank == 2 and c == 1:
         return image[..., None] if batched else image[None, ..., None]
@@ -661,11 +626,13 @@ def _predict(model, images, listed, tile_size, batch_size, tta, budget,
             axes=(1, 2),
         )  # fmt: skip
         results.append(np.ascontiguousarray(probs, np.float32))
-    out = [None] * sum(map(len, groups.values()))
+    if not listed:
+        return results[0]
+    out = [None] * len(images)
     for group, probs in zip(groups.values(), results):
         for (i, _), p in zip(group, probs):
             out[i] = p
-    return out if listed else results[0]
+    return out
 
 
 def predict_tiled(model, image, tile_size=None, batch_size=None, tta=None, *,
@@ -675,9 +642,8 @@ def predict_tiled(model, image, tile_size=None, batch_size=None, tta=None, *,
 
     The image is mirror-padded, cut into tiles at offsets that are multiples
     of ``2**depth``, the tiles go through the model in batches and their
-    outputs are stitched: for a valid-padded U-Net (the paper's) the result
-    equals, to float round-off, one pass of the model over the whole
-    mirror-padded image. No seams.
+    outputs are stitched: the result equals, to float round-off, one pass of
+    the model over the whole mirror-padded image. No seams.
 
     Args:
         model: a U-Net from `keras_unet.build_unet` (a fixed-size model is
@@ -690,14 +656,13 @@ def predict_tiled(model, image, tile_size=None, batch_size=None, tta=None, *,
             input size (``188 + 16k`` for depth 4). Default: the largest
             within `memory_budget`. Never larger than the image needs.
         batch_size: tiles per model call; default: as many as fit in
-            `memory_budget` (at most 64), the calls equally full.
+            `memory_budget` (at most 64).
         tta: test-time augmentation, None (off), True or "d4" (8 rotations
             and flips), "rotations", "flips" or a list of names
             (`keras_unet.tta.resolve_tta`): probabilities are averaged.
-        memory_budget: bytes of activations per batch
-            (`estimate_tile_memory`); default `default_memory_budget()`. On
-            running out of memory anyway, the batch is halved, then the
-            tile, with a warning.
+        memory_budget: bytes per batch (`estimate_tile_memory`); default
+            `default_memory_budget()`. Out of memory anyway: a warning, and
+            again with half the memory.
         mirror: "reflect" (default) or "symmetric" (`mirror_index`).
         from_logits: apply the soft-max (sigmoid for one output channel).
         verbose: "auto" (a progress bar for 8 or more model calls), True or
@@ -721,8 +686,7 @@ def predict_tiled(model, image, tile_size=None, batch_size=None, tta=None, *,
         (300, 517, 2)
 
     Reference:
-        Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for
-        Biomedical Image Segmentation. MICCAI 2015 (Fig. 2).
+        Ronneberger, Fischer, Brox. U-Net (MICCAI 2015), Fig. 2.
     """
     return _predict(model, [image], True, tile_size, batch_size, tta,
                     memory_budget, mirror, from_logits, verbose,

@@ -576,16 +576,15 @@ def limit_memory(monkeypatch, model, max_pixels, error):
 @pytest.mark.parametrize("error", OOM_ERRORS)
 def test_out_of_memory_halves_the_batch(monkeypatch, error):
     model = build_unet((None, None, 1), depth=2, filters=2, seed=21)
-    image = rng_image((130, 75), seed=7)
-    want = untiled_reference(model, image, 2)
-    calls = limit_memory(monkeypatch, model, 2 * 60 * 60, error)
+    stack = rng_image((8, 30, 30), seed=7)  # one 72 px tile per image
+    calls = limit_memory(monkeypatch, model, 2 * 72 * 72, error)
     with oom_warnings() as warned:
-        got = predict_tiled(model, image, tile_size=60, batch_size=8)
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    # 28 tiles: 4 calls of 7 (balanced), then halved to 4, then 2 fit.
-    assert [c[0] for c in calls[:3]] == [7, 4, 2]
-    assert {c[0] for c in calls[3:]} == {2}
-    assert len(warned) == 2 and "retrying with 4 tile(s)" in warned[0]
+        got = predict_tiled_batch(model, stack)
+    for image, probs in zip(stack, got):
+        want = untiled_reference(model, image, 2)
+        np.testing.assert_allclose(probs, want, atol=1e-5, rtol=0)
+    assert calls == [(8, 72, 72), (4, 72, 72)] + [(2, 72, 72)] * 4
+    assert len(warned) == 2 and "8 tile(s) of 72x72" in warned[0]
 
 
 def test_out_of_memory_shrinks_the_tile_then_gives_up(monkeypatch):
@@ -595,7 +594,7 @@ def test_out_of_memory_shrinks_the_tile_then_gives_up(monkeypatch):
     calls = limit_memory(monkeypatch, model, 120 * 120, OOM_ERRORS[0])
     with oom_warnings() as warned:
         got = predict_tiled(model, image, tta=["identity", "rot90"])
-    assert warned and all("retrying with tiles of" in m for m in warned)
+    assert len(warned) >= 3 and all("half of it" in m for m in warned)
     np.testing.assert_allclose(
         got,
         (want + np.rot90(untiled_reference(model, np.rot90(image), 2), -1)) / 2,
@@ -603,14 +602,17 @@ def test_out_of_memory_shrinks_the_tile_then_gives_up(monkeypatch):
         rtol=0,
     )
     assert calls[0] == (1, 340, 560)  # one tile for the image: too large
-    # Once a call fits, the rest (also of the second transform) fit too.
+    # Every retry asks for at most half the memory of the failed call, and
+    # once a call fits, the rest (also of the second transform) fit too.
     fits = [np.prod(c) <= 120 * 120 for c in calls]
+    for i in range(fits.index(True)):
+        assert np.prod(calls[i + 1]) <= np.prod(calls[i]) / 2
     assert all(fits[fits.index(True) :])
     # Nothing fits: a MemoryError that says so, after the retries.
     limit_memory(monkeypatch, model, 1, OOM_ERRORS[1])
     with oom_warnings() as warned, pytest.raises(MemoryError, match="least"):
         predict_tiled(model, image, batch_size=4)
-    assert "tiles of" in warned[-1]
+    assert warned
 
 
 def test_other_errors_are_not_retried(monkeypatch):
