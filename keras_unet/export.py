@@ -51,7 +51,6 @@ def _predict_fn(tf, tm, tile_max, batch_size, names, mirror, from_logits):
             r = (ids // cw * sh)[:, None] + tf.range(th)[None]
             c = (ids % cw * sw)[:, None] + tf.range(tw)[None]
             tiles = tf.gather(tf.gather(padded, r), c, axis=2, batch_dims=1)
-            tiles = tf.ensure_shape(tiles, [None, None, None, channels])
             return tf.cast(tm.model(tiles, training=False), tf.float32)
 
         # One batch of tiles in memory at a time.
@@ -91,14 +90,12 @@ def _as_batch(tf, image, channels):
     """``(N, H, W, C)`` of an image of any accepted rank; whether batched."""
     rank = tf.rank(image)
     ok = tf.logical_and(rank >= 2, rank <= 4)
-    # Every op below waits for this check, so that a bad rank gets its
-    # message and not a failure of some shape computation.
+    # The ops below wait for this check: a bad rank gets this message.
     with tf.control_dependencies([tf.debugging.Assert(ok, [_SHAPES])]):
         shape = tf.concat([tf.ones([4 - rank], tf.int32), tf.shape(image)], 0)
     batch3 = tf.logical_and(tf.equal(rank, 3), tf.not_equal(shape[3], channels))
     batch3 = tf.logical_and(batch3, channels == 1)  # (N, H, W) grey images
-    # (H, W) -> (1, H, W, 1) and (N, H, W) -> (N, H, W, 1): the 4-D shape
-    # with ones in front, moved by one.
+    # (H, W) -> (1, H, W, 1) and (N, H, W) -> (N, H, W, 1):
     moved = tf.logical_or(tf.equal(rank, 2), batch3)
     shape = tf.where(moved, tf.concat([shape[1:], [1]], 0), shape)
     grey = " (or (H, W) grey images)" if channels == 1 else ""
@@ -168,8 +165,7 @@ def _write_atomically(archive, metadata, path, overwrite):
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
     tmp, old = pathlib.Path(tmp), pathlib.Path(tmp).with_suffix(".old")
-    # mkdtemp makes the folder private (0700); a SavedModel must be readable
-    # by the serving process (often another user, e.g. in Docker).
+    # mkdtemp makes it private (0700); TF Serving may run as another user.
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)

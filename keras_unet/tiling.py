@@ -6,10 +6,6 @@ The tile plan is four integer functions that the exported graph
 slices `predict_tiled` runs. Memory: ``ACTIVATIONS_PER_FILTER_PIXEL *
 filters * pixels * itemsize`` bytes per tile, against a budget; a model
 call that runs out of memory anyway is retried with half the memory.
-
-Reference:
-    Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical
-    Image Segmentation. MICCAI 2015 (Sect. 2, Fig. 2; Sect. 3.1).
 """
 
 from __future__ import annotations
@@ -40,10 +36,9 @@ __all__ = [
 # fmt: on
 
 MIRROR_MODES = ("reflect", "symmetric")
-# The sum of all layer outputs of build_unet per first-level filter and tile
-# pixel tends to 15.8 for depth 4 (16.5 for any depth) as tiles grow (9.8
-# for the paper's 572 px tile); it bounds the peak memory of inference from
-# above (XLA needs 2.5-3.8). Measured by benchmarks/tiling.py --memory.
+# All layer outputs of build_unet per filter and tile pixel: 15.8 for depth 4
+# and large tiles (9.8 for 572 px); XLA's peak memory is 2.5-3.8 (measured
+# by benchmarks/tiling.py --memory).
 ACTIVATIONS_PER_FILTER_PIXEL = 16
 DEFAULT_CPU_MEMORY_BUDGET = 2 * 2**30
 _MAX_AUTO_BATCH = 64
@@ -149,8 +144,7 @@ def tile_of_pixel(y, stride, count, xp=np):
 
 
 def balanced_batch(batch, n):
-    """``(calls, tiles per call)`` for `n` tiles, at most `batch` per call,
-    the calls equally full.
+    """``(calls, tiles per call)``: `n` tiles, at most `batch` a call, even.
 
     Examples:
         >>> balanced_batch(8, 9)
@@ -161,8 +155,7 @@ def balanced_batch(batch, n):
 
 
 class Tile(NamedTuple):
-    """`source` slices of the padded image (the model input), `crop` slices
-    of its output to keep, and `destination` slices of the output image."""
+    """Slices of the padded image, the output to keep, and the output image."""
 
     source: tuple[slice, slice]
     crop: tuple[slice, slice]
@@ -171,13 +164,11 @@ class Tile(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class TileLayout:
-    """How an image is padded and cut into tiles; iterate it for the tiles.
-
-    `image_shape` (of the output too), `tile_shape`, `margin` (context
-    consumed on each side), `step` (``2**depth``), tile `counts` and
-    `strides` (multiples of `step`) along rows and columns, and the `pad`
-    ``((top, bottom), (left, right))`` with top = left = margin.
-    """
+    """How an image is padded and cut into tiles; iterate it for the tiles:
+    `image_shape` (and output), `tile_shape`, `margin` (context on each
+    side), `step` (``2**depth``), tile `counts` and `strides` (multiples of
+    `step`) along rows and columns, `pad` ``((margin, bottom), (margin,
+    right))``."""
 
     image_shape: tuple[int, int]
     tile_shape: tuple[int, int]
@@ -282,8 +273,7 @@ class TilingModel:
 
     @classmethod
     def of(cls, model, spec=None) -> TilingModel:
-        """Prepare `model`; `spec` for one whose geometry cannot be inferred
-        (``keras_unet.inspect_unet(model, depth=.., padding=..)``)."""
+        """Prepare `model`; `spec` as in `predict_tiled`."""
         if spec is None or not isinstance(model, keras.Model):
             spec = inspect_unet(model)  # a TypeError for non-models
         if not isinstance(spec, UNetSpec):
@@ -373,13 +363,9 @@ class TilingModel:
 
 
 def default_memory_budget() -> int:
-    """Bytes of activation memory one batch of tiles may use, by default.
-
-    Half the free memory of a GPU under JAX (``device.memory_stats()``) or
-    PyTorch (``torch.cuda.mem_get_info()``); else (CPU; TensorFlow, which
-    does not report free GPU memory) `DEFAULT_CPU_MEMORY_BUDGET` (2 GiB),
-    or a quarter of the available RAM if that is less.
-    """
+    """Bytes one batch of tiles may use: half the free memory of a JAX or
+    PyTorch GPU; else (CPU; TensorFlow does not report free GPU memory)
+    `DEFAULT_CPU_MEMORY_BUDGET` (2 GiB) or a quarter of the free RAM."""
     backend = keras.backend.backend()
     try:
         if backend == "jax":
