@@ -37,7 +37,7 @@ __all__ = [
 
 MIRROR_MODES = ("reflect", "symmetric")
 # All layer outputs of build_unet per filter and tile pixel: 15.8 for depth 4
-# and large tiles (9.8 for 572 px); XLA's peak memory is 2.5-3.8 (measured
+# and large tiles (9.8 for 572 px); XLA's peak memory is 2.3-3.9 (measured
 # by benchmarks/tiling.py --memory).
 ACTIVATIONS_PER_FILTER_PIXEL = 16
 DEFAULT_CPU_MEMORY_BUDGET = 2 * 2**30
