@@ -32,6 +32,15 @@ the Keras backend), so it runs on a GPU machine with the JAX backend:
 Run: ``python benchmarks/tiling.py`` (about 5 minutes on 2 CPU cores);
 ``--quick`` for a smoke run (small model, small images, seconds). Prints a
 table and writes ``benchmarks/results/tiling.json``.
+
+``--memory`` measures the constant of the tile memory rule
+(`keras_unet.tiling.ACTIVATIONS_PER_FILTER_PIXEL`): the sum of all layer
+outputs of `build_unet` per first-level filter and tile pixel, for depths
+1-5, widths 8 and 64, with and without batch norm, and tiles of about 572
+and 1500 px (shapes only, nothing is computed). With ``KERAS_BACKEND=jax``
+it also reports XLA's peak temporary memory of a compiled inference pass
+per filter and pixel (``memory_analysis()``), for 572 and 1004 px tiles.
+Writes ``benchmarks/results/tiling_memory.json``.
 """
 
 from __future__ import annotations
@@ -133,7 +142,7 @@ class CountingCalls:
     def __init__(self, model):
         from keras_unet import tiling
 
-        self.target = tiling._flexible_model(model)
+        self.target = tiling.TilingModel.of(model).model
         self.original = self.target.predict_on_batch
         self.reset()
 
@@ -187,7 +196,7 @@ def run_size(model, size, repeats, naive_tile, memory_budget):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (size, size), dtype=np.uint8)
     useful = size * size
-    margin = tiling._prepare(model)[1].margin
+    margin = tiling.TilingModel.of(model).spec.geometry.context
     naive_out = naive_tile - 2 * margin
     x = image.astype(np.float32) / 255.0
 
@@ -264,6 +273,60 @@ def run_size(model, size, repeats, naive_tile, memory_budget):
     return row
 
 
+def memory_rule(out):
+    """Activations per filter and tile pixel of build_unet (the rule's c)."""
+    import keras
+
+    from keras_unet.geometry import UNetGeometry
+    from keras_unet.model import build_unet
+
+    rows = []
+    for depth in (1, 2, 3, 4, 5):
+        g = UNetGeometry(depth)
+        for filters, batch_norm, target in [
+            (f, bn, t)
+            for f in (8, 64)
+            for bn in (False, True)
+            for t in (572, 1500)
+        ]:
+            t = g.round_up_tile(target)
+            model = build_unet(
+                (t, t, 1), depth=depth, filters=filters, batch_norm=batch_norm
+            )
+            total = sum(math.prod(x.output.shape[1:]) for x in model.layers)
+            row = {
+                "depth": depth,
+                "filters": filters,
+                "batch_norm": batch_norm,
+                "tile": t,
+                "sum_of_outputs": total / (filters * t * t),
+            }
+            if keras.backend.backend() == "jax" and target == 572:
+                row["xla_peak_temp"] = xla_temp(model, filters, t)
+            rows.append(row)
+            print(row, flush=True)
+    report = {"benchmark": "tiling memory rule", "machine": machine()}
+    report["rows"] = rows
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def xla_temp(model, filters, t):
+    """XLA's temporary bytes of one inference pass, per filter and pixel."""
+    import jax
+
+    def forward(trainable, other, x):
+        return model.stateless_call(trainable, other, x, training=False)[0]
+
+    trainable = [v.value for v in model.trainable_variables]
+    other = [v.value for v in model.non_trainable_variables]
+    x = jax.ShapeDtypeStruct((1, t, t, 1), "float32")
+    compiled = jax.jit(forward).lower(trainable, other, x).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    return temp / (filters * t * t * 4)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -297,8 +360,18 @@ def main(argv=None):
         default=None,
         help="predict_tiled budget (default: its own)",
     )
-    parser.add_argument("--out", default=str(HERE / "results" / "tiling.json"))
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="measure the memory rule's constant instead (see the docstring)",
+    )
+    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory_rule(
+            pathlib.Path(args.out or HERE / "results" / "tiling_memory.json")
+        )
+    args.out = args.out or str(HERE / "results" / "tiling.json")
 
     filters = args.filters or (4 if args.quick else 64)
     sizes = args.sizes or ([512, 256] if args.quick else [2048, 512])

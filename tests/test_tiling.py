@@ -1,24 +1,36 @@
+"""Tests for keras_unet.tiling: the tile plan on its own, and prediction
+against one untiled pass of the model over the mirror-padded image.
+
+Backend-dependent (``@pytest.mark.backend``): CI runs them on TensorFlow,
+JAX and PyTorch.
+"""
+
+import contextlib
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from scipy.special import expit, softmax
 
 from keras_unet import geometry
-from keras_unet.model import build_unet
+from keras_unet.model import build_unet, inspect_unet
 from keras_unet.tiling import (
-    TTA_TRANSFORMS,
+    balanced_batch,
+    balanced_tile,
     choose_tile_size,
     default_memory_budget,
-    dihedral_transform,
     estimate_tile_memory,
-    mirror_indices,
+    mirror_index,
     mirror_pad,
     predict_tiled,
     predict_tiled_batch,
-    resolve_tta,
     tile_iterator,
     tile_layout,
+    tile_of_pixel,
 )
+
+pytestmark = pytest.mark.backend
 
 # ----------------------------------------------------------------- helpers
 
@@ -47,7 +59,8 @@ def untiled_reference(model, image, depth, mode="reflect", activation=True):
     x = np_mirror_pad(image, m, ph - h - m, 0, mode)
     x = np_mirror_pad(x, m, pw - w - m, 1, mode)
     assert x.shape[:2] == (ph, pw)
-    logits = np.asarray(model(x[None].astype(np.float32), training=False))[0]
+    logits = model(x[None].astype(np.float32), training=False)
+    logits = keras.ops.convert_to_numpy(logits)[0]
     logits = logits[:h, :w].astype(np.float64)
     if not activation:
         return logits
@@ -80,7 +93,7 @@ def rng_image(shape, seed=0):
 
 
 @pytest.mark.parametrize("mode", ["reflect", "symmetric"])
-def test_mirror_indices_match_numpy_pad_for_small_pads(mode):
+def test_mirror_index_matches_numpy_pad_for_small_pads(mode):
     rng = np.random.default_rng(1)
     for _ in range(200):
         n = int(rng.integers(2, 30))
@@ -88,7 +101,8 @@ def test_mirror_indices_match_numpy_pad_for_small_pads(mode):
         b, a = (int(v) for v in rng.integers(0, limit + 1, size=2))
         x = rng.random(n)
         want = np.pad(x, (b, a), mode=mode)
-        np.testing.assert_array_equal(x[mirror_indices(n, b, a, mode)], want)
+        got = x[mirror_index(np.arange(-b, n + a), n, mode)]
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "symmetric"])
@@ -146,6 +160,17 @@ def _check_layout(shape, tile, margin, step):
         cover[rd, cd] += 1
     # The destination tiles cover the output exactly once.
     assert (cover == 1).all()
+    # tile_of_pixel (what the exported graph stitches with) is their inverse.
+    for n, count, stride, axis in [
+        (h, layout.counts[0], layout.strides[0], 0),
+        (w, layout.counts[1], layout.strides[1], 1),
+    ]:
+        k, offset = tile_of_pixel(np.arange(n), stride, count)
+        slices = [t.destination[axis] for t in tiles]
+        starts = sorted({s.start for s in slices})
+        assert (np.asarray(starts)[k] + offset == np.arange(n)).all()
+        for s in slices:
+            assert (k[s] == starts.index(s.start)).all()
     return layout
 
 
@@ -185,6 +210,36 @@ def test_tile_layout_errors():
         tile_layout((0, 5), 572, margin=92, step=16)
     with pytest.raises(TypeError, match="tile_size"):
         tile_layout((10, 5), "572", margin=92, step=16)
+
+
+def test_balanced_tile_is_the_smallest_tile_needing_no_more_tiles():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        g = geometry.UNetGeometry(
+            int(rng.integers(1, 5)), "valid" if rng.random() < 0.8 else "same"
+        )
+        n = int(rng.integers(1, 3000))
+        floor = g.round_up_tile(2 * g.context + 2 * g.step)
+        tile_max = floor + g.step * int(rng.integers(0, 60))
+
+        tile = int(balanced_tile(n, tile_max, g))
+        assert g.is_valid_tile(tile) and tile <= tile_max
+        shorter = [tile - g.step] if tile - g.step >= floor else []
+        counts = [
+            tile_layout((n, 1), (t, floor), g.context, g.step).counts[0]
+            for t in (tile, min(tile_max, g.tile_for_output(n)), *shorter)
+        ]
+        assert counts[0] == counts[1]  # as few tiles as the largest tile
+        assert all(c > counts[0] for c in counts[2:])  # the smallest such
+
+
+def test_balanced_batch_fills_calls_evenly():
+    for n in range(1, 200):
+        for batch in (1, 3, 8, 64):
+            calls, per_call = balanced_batch(batch, n)
+            assert per_call <= batch and calls * per_call >= n
+            assert calls == -(-n // batch)  # no more calls than needed
+            assert calls * per_call - n < calls  # padding below one per call
 
 
 # --------------------------------------------------------------- exactness
@@ -244,9 +299,9 @@ def test_from_logits_false_returns_raw_outputs():
 def test_small_memory_budget_tiles_and_stays_exact():
     model = small_unet(3)
     image = rng_image((300, 517), seed=11)
-    budget = 0.2 * 2**20
+    budget = 5 * 2**20
     tile = choose_tile_size(model, image.shape, memory_budget=budget)
-    assert max(tile) < 300  # several tiles
+    assert tile == (196, 196)  # 3 x 5 tiles
     got = predict_tiled(model, image, memory_budget=budget, batch_size=3)
     np.testing.assert_allclose(
         got, untiled_reference(model, image, 3), atol=1e-5, rtol=0
@@ -275,7 +330,7 @@ def test_model_that_cannot_be_rewired_uses_its_own_size(monkeypatch):
     import keras_unet.tiling as tiling
 
     fixed = build_unet((92, 92, 1), depth=2, filters=2, seed=8)
-    monkeypatch.setattr(tiling, "_flexible_model", lambda model: None)
+    monkeypatch.setattr(tiling, "free_size_model", lambda model: None)
     image = rng_image((130, 75), seed=6)
     assert choose_tile_size(fixed, image.shape) == (92, 92)
     got = predict_tiled(fixed, image)
@@ -295,7 +350,8 @@ def test_same_padded_model_keeps_context_around_tiles():
     # One pass over the image mirror-padded by c (to multiples of 4).
     x = np_mirror_pad(image[..., None], c, c + 2, 0, "reflect")
     x = np_mirror_pad(x, c, c + 2, 1, "reflect")
-    ref = np.asarray(model(x[None], training=False))[0, c : c + 150, c : c + 90]
+    ref = keras.ops.convert_to_numpy(model(x[None], training=False))
+    ref = ref[0, c : c + 150, c : c + 90]
     ref = softmax(ref.astype(np.float64), axis=-1)
     for tile in [None, 64, (56, 72)]:  # one tile; 16 px output tiles; mixed
         got = predict_tiled(model, image, tile_size=tile)
@@ -306,49 +362,6 @@ def test_same_padded_model_keeps_context_around_tiles():
 
 
 # -------------------------------------------------------------------- TTA
-
-
-def test_dihedral_transforms_match_numpy():
-    a = np.arange(12).reshape(3, 4)
-    want = {
-        "identity": a,
-        "rot90": np.rot90(a, 1),
-        "rot180": np.rot90(a, 2),
-        "rot270": np.rot90(a, 3),
-        "flip_lr": np.fliplr(a),
-        "flip_ud": np.flipud(a),
-        "transpose": a.T,
-        "anti_transpose": np.rot90(a, 2).T,
-    }
-    assert set(want) == set(TTA_TRANSFORMS)
-    seen = set()
-    for name, w in want.items():
-        t = dihedral_transform(a, name)
-        np.testing.assert_array_equal(t, w)
-        np.testing.assert_array_equal(
-            dihedral_transform(t, name, inverse=True), a
-        )
-        seen.add(t.tobytes() + bytes(t.shape))
-    assert len(seen) == 8  # the 8 group elements are distinct
-    batch = np.stack([a, a + 1])[..., None]
-    np.testing.assert_array_equal(
-        dihedral_transform(batch, "rot90", axes=(1, 2))[1, ..., 0],
-        np.rot90(a + 1),
-    )
-
-
-def test_resolve_tta():
-    assert resolve_tta(None) == ("identity",)
-    assert len(resolve_tta(True)) == 8 and set(resolve_tta("d4")) == set(
-        TTA_TRANSFORMS
-    )
-    assert resolve_tta("rot90") == ("rot90",)
-    with pytest.raises(ValueError, match="Unknown test-time transform 'rot45'"):
-        resolve_tta(["rot90", "rot45"])
-    with pytest.raises(ValueError, match="twice"):
-        resolve_tta(["rot90", "rot90"])
-    with pytest.raises(ValueError, match="non-empty"):
-        resolve_tta([])
 
 
 def test_tta_averages_probabilities_of_transformed_images():
@@ -402,14 +415,33 @@ def test_batch_variant_matches_single_images():
 # --------------------------------------------------------------- memory
 
 
-def test_memory_estimate_matches_counted_activations():
-    model = small_unet(2, filters=4)
-    # Independent count: a model returning every layer output, run for real.
-    probe = keras.Model(model.input, [layer.output for layer in model.layers])
-    for hw in [(140, 204), (300, 92)]:
-        outs = probe.predict_on_batch(np.zeros((1, *hw, 1), np.float32))
-        count = sum(o.size for o in outs)  # includes the input layer
-        assert estimate_tile_memory(model, hw) == 4 * count
+@pytest.mark.parametrize("depth, filters", [(1, 4), (2, 4), (3, 2), (4, 2)])
+def test_memory_rule_bounds_the_sum_of_all_layer_outputs(depth, filters):
+    # Independent count: every layer output of a fixed-size model, as Keras
+    # infers its shape, times 4 bytes. The rule (16 per filter and pixel)
+    # is above it for every tile and within 2x of it for tiles >= 500 px.
+    g = geometry.UNetGeometry(depth)
+    for size in sorted({g.min_tile, g.round_up_tile(500), g.round_up(1500)}):
+        model = build_unet((size, size, 1), depth=depth, filters=filters)
+        count = sum(np.prod(layer.output.shape[1:]) for layer in model.layers)
+        rule = estimate_tile_memory(model, size)
+        assert rule == 16 * filters * size * size * 4
+        assert 4 * count <= rule
+        if size >= 500:
+            assert rule < 2 * 4 * count
+
+
+def test_memory_rule_follows_filters_and_dtype():
+    model = small_unet(2, filters=3)
+    assert estimate_tile_memory(model, (92, 60)) == 16 * 3 * 92 * 60 * 4
+    spec = inspect_unet(model)
+    assert estimate_tile_memory(model, 92, spec=spec) == 16 * 3 * 92**2 * 4
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = build_unet((None, None, 1), depth=2, filters=3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert estimate_tile_memory(half, 92) == 16 * 3 * 92**2 * 2
 
 
 def test_choose_tile_size_follows_budget_and_image():
@@ -428,8 +460,9 @@ def test_choose_tile_size_follows_budget_and_image():
         smaller = size - 8
         if smaller - 88 >= 8 + 4:
             assert len(tile_layout((2000, 2000), smaller, 44, 8)) > len(layout)
-        # ... and the budget-sized tile needed no fewer tiles.
-        assert estimate_tile_memory(model, size) <= budget or size == 108
+        # ... and the tile fits the budget, unless it is the smallest tile
+        # that can tile an image (100 px for depth 3).
+        assert estimate_tile_memory(model, size) <= budget or size == 100
     # A user tile size is an upper bound, shrunk to what the image needs.
     assert choose_tile_size(model, (50, 2000), 2**30, tile_size=300) == (
         140,
@@ -486,8 +519,117 @@ def test_bad_input_errors():
 
 def test_progress_bar(capsys):
     model = small_unet(2)
-    image = rng_image((200, 200))
-    predict_tiled(model, image, tile_size=60, batch_size=2, verbose=True)
+    image = rng_image((120, 100))  # 6 x 5 tiles of 60 px
+    predict_tiled(model, image, tile_size=60, batch_size=4)  # 8 calls
     assert "batch" in capsys.readouterr().out
-    predict_tiled(model, image, tile_size=60, batch_size=2, verbose=False)
+    predict_tiled(model, image, tile_size=60, batch_size=8)  # 4 calls
     assert capsys.readouterr().out == ""
+    predict_tiled(model, image, tile_size=60, batch_size=8, verbose=True)
+    assert "batch" in capsys.readouterr().out
+    predict_tiled(model, image, tile_size=60, batch_size=4, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------- out of memory
+
+
+def fake_error(name, message):
+    """An exception whose class has a backend's out-of-memory name."""
+    return type(name, (Exception,), {})(message)
+
+
+OOM_ERRORS = [
+    ("ResourceExhaustedError", "OOM when allocating tensor"),  # TensorFlow
+    ("XlaRuntimeError", "RESOURCE_EXHAUSTED: Out of memory allocating"),  # JAX
+    ("OutOfMemoryError", "CUDA out of memory. Tried to allocate"),  # torch
+]
+
+
+@contextlib.contextmanager
+def oom_warnings():
+    """The messages of the out-of-memory warnings raised in the block."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        messages = []
+        yield messages
+    for w in caught:
+        if "ran out of memory" in str(w.message):
+            assert w.category is UserWarning
+            assert w.filename == __file__  # it points at the caller
+            messages.append(str(w.message))
+
+
+def limit_memory(monkeypatch, model, max_pixels, error):
+    """Make model calls with more than `max_pixels` input pixels fail."""
+    real, calls = model.predict_on_batch, []
+
+    def limited(x):
+        calls.append(x.shape[:3])
+        if np.prod(x.shape[:3]) > max_pixels:
+            raise fake_error(*error)
+        return real(x)
+
+    monkeypatch.setattr(model, "predict_on_batch", limited)
+    return calls
+
+
+@pytest.mark.parametrize("error", OOM_ERRORS)
+def test_out_of_memory_halves_the_batch(monkeypatch, error):
+    model = build_unet((None, None, 1), depth=2, filters=2, seed=21)
+    stack = rng_image((8, 30, 30), seed=7)  # one 72 px tile per image
+    calls = limit_memory(monkeypatch, model, 2 * 72 * 72, error)
+    with oom_warnings() as warned:
+        got = predict_tiled_batch(model, stack)
+    for image, probs in zip(stack, got):
+        want = untiled_reference(model, image, 2)
+        np.testing.assert_allclose(probs, want, atol=1e-5, rtol=0)
+    assert calls == [(8, 72, 72), (4, 72, 72)] + [(2, 72, 72)] * 4
+    assert len(warned) == 2 and "8 tile(s) of 72x72" in warned[0]
+
+
+def test_out_of_memory_shrinks_the_tile_then_gives_up(monkeypatch):
+    model = build_unet((None, None, 1), depth=2, filters=2, seed=22)
+    image = rng_image((300, 517), seed=8)
+    want = untiled_reference(model, image, 2)
+    calls = limit_memory(monkeypatch, model, 120 * 120, OOM_ERRORS[0])
+    with oom_warnings() as warned:
+        got = predict_tiled(model, image, tta=["identity", "rot90"])
+    assert len(warned) >= 3 and all("half of it" in m for m in warned)
+    np.testing.assert_allclose(
+        got,
+        (want + np.rot90(untiled_reference(model, np.rot90(image), 2), -1)) / 2,
+        atol=1e-5,
+        rtol=0,
+    )
+    assert calls[0] == (1, 340, 560)  # one tile for the image: too large
+    # Every retry asks for at most half the memory of the failed call, and
+    # once a call fits, the rest (also of the second transform) fit too.
+    fits = [np.prod(c) <= 120 * 120 for c in calls]
+    for i in range(fits.index(True)):
+        assert np.prod(calls[i + 1]) <= np.prod(calls[i]) / 2
+    assert all(fits[fits.index(True) :])
+    # Nothing fits: a MemoryError that says so, after the retries.
+    limit_memory(monkeypatch, model, 1, OOM_ERRORS[1])
+    with oom_warnings() as warned, pytest.raises(MemoryError, match="least"):
+        predict_tiled(model, image, batch_size=4)
+    assert warned
+
+
+def test_other_errors_are_not_retried(monkeypatch):
+    model = build_unet((None, None, 1), depth=2, filters=2)
+    calls = limit_memory(monkeypatch, model, 0, ("ValueError", "bad input"))
+    with pytest.raises(Exception, match="bad input"):
+        predict_tiled(model, rng_image((40, 40)), batch_size=2)
+    assert len(calls) == 1
+
+
+def test_spec_argument_replaces_inspection():
+    model = small_unet(2)
+    image = rng_image((40, 57))
+    spec = inspect_unet(model)
+    np.testing.assert_array_equal(
+        predict_tiled(model, image, spec=spec), predict_tiled(model, image)
+    )
+    assert choose_tile_size(model, (40, 57), spec=spec) == (80, 100)
+    with pytest.raises(TypeError, match="UNetSpec"):
+        predict_tiled(model, image, spec={"depth": 2})
