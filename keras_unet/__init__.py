@@ -68,6 +68,7 @@ _SUBMODULES = (
     "tiling",
     "topology",
     "train",
+    "tta",
     "weights",
     "workflows",
 )
