@@ -324,21 +324,29 @@ def _cmd_evaluate(args):
 
 def _cmd_export(args):
     _quiet_tensorflow()
+    from keras_unet.calibration import decision_threshold
     from keras_unet.export import export_saved_model
     from keras_unet.model import load_model
+    from keras_unet.workflows import load_run_info
 
     model = load_model(args.model, compile=False)
-    tta = "d4" if args.tta else None
+    interest = load_run_info(args.model).get("class_of_interest", 1)
+    threshold = args.threshold
+    if threshold is None:
+        threshold = decision_threshold(args.model)
     path = export_saved_model(
         model,
         args.output,
-        tta=tta,
+        tta="d4" if args.tta else None,
         tile_size=args.tile_size,
         overwrite=args.overwrite,
+        threshold=threshold,
+        class_of_interest=interest if model.output_shape[-1] == 2 else 1,
     )
     print(
         f"Wrote the SavedModel {path} (serving_default: image of any size "
-        "-> probabilities); see docs/serving.md for TensorFlow Serving."
+        f"-> probabilities, and labels at threshold {threshold:g}); see "
+        "docs/serving.md for TensorFlow Serving."
     )
     return 0
 
@@ -506,6 +514,13 @@ def _add_export(sub):
         type=_positive_int,
         default=None,
         help="tile size used inside the graph",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold of the labels output (default: the one "
+        "calibrated on the run's validation images, else 0.5)",
     )
     p.add_argument(
         "--overwrite",

@@ -9,13 +9,11 @@ it without keras_unet or Keras (requests: docs/serving.md).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 from keras_unet import tiling
-from keras_unet.checks import check_choice, check_int
+from keras_unet.checks import check_choice, check_int, check_number
+from keras_unet.io import atomic_folder
 from keras_unet.tta import average_over_transforms, resolve_tta
 
 __all__ = ["INPUT_DTYPES", "METADATA_FILE", "export_saved_model"]
@@ -117,7 +115,19 @@ def _as_batch(tf, image, channels):
     return tf.ensure_shape(x, [None, None, None, channels]), batched
 
 
-def _serving_fn(tf, predict_one, spec, dtype):
+def _labels(tf, probs, k, interest, threshold):
+    """Class indices: for two classes (or one sigmoid channel) the class of
+    interest where its probability reaches the threshold; else arg-max."""
+    if k > 2:
+        return tf.cast(tf.argmax(probs, axis=-1), tf.uint8)
+    if k == 1:
+        return tf.cast(probs[..., 0] >= threshold, tf.uint8)
+    chosen = probs[..., interest] >= threshold
+    return tf.where(chosen, tf.constant(interest, tf.uint8),
+                    tf.constant(1 - interest, tf.uint8))  # fmt: skip
+
+
+def _serving_fn(tf, predict_one, spec, dtype, decision):
     """The signature of one input dtype: scale, predict each image, rank."""
 
     def serve(image):
@@ -139,56 +149,16 @@ def _serving_fn(tf, predict_one, spec, dtype):
             ),
         )
         out = tf.cond(batched, lambda: out, lambda: out[0])
-        return {"probabilities": out}
+        labels = _labels(tf, out, spec.num_classes, *decision)
+        return {"probabilities": out, "labels": labels}
 
     return serve
 
 
-def _check_target(path, overwrite):
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(
-            f"{path} exists and is not a directory; choose another path. "
-            f"Received: path={str(path)!r}"
-        )
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{path} exists and is not empty; pass overwrite=True to replace "
-            "it, or export to a new version folder (TF Serving layout: "
-            f"<base>/<model name>/<version>/). Received: path={str(path)!r}"
-        )
-
-
-def _write_atomically(archive, metadata, path, overwrite):
-    """Write into a temporary folder next to `path`, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    tmp, old = pathlib.Path(tmp), pathlib.Path(tmp).with_suffix(".old")
-    # mkdtemp makes it private (0700); TF Serving may run as another user.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        archive.write_out(str(tmp), verbose=False)
-        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        _check_target(path, overwrite)  # again: it may have appeared since
-        if path.exists():
-            os.replace(path, old)  # the old model waits here, restored if
-        os.replace(tmp, path)  # this rename fails
-    except BaseException:
-        if old.exists() and not path.exists():
-            os.replace(old, path)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
                        input_dtype="uint8", mirror="reflect", from_logits=True,
-                       memory_budget=None, overwrite=False,
-                       spec=None):  # fmt: skip
+                       memory_budget=None, overwrite=False, spec=None,
+                       threshold=0.5, class_of_interest=1):  # fmt: skip
     """Write a SavedModel that segments one image of any size, for TF Serving.
 
     The graph scales the image (uint8 / 255, uint16 / 65535), mirror-pads
@@ -201,7 +171,8 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
     (NaN/inf rejected) and ``serving_default`` (that of `input_dtype`) take
     an ``image`` ``(H, W)``, ``(H, W, C)``, ``(N, H, W)`` (grey, when ``W !=
     C``) or ``(N, H, W, C)`` and return ``probabilities`` ``(H, W, K)`` or
-    ``(N, H, W, K)``.
+    ``(N, H, W, K)`` and ``labels``, uint8 class indices ``(H, W)`` or
+    ``(N, H, W)`` read at the decision threshold.
 
     Args:
         model: a U-Net (see `predict_tiled`); needs Keras' TensorFlow
@@ -218,6 +189,12 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
         memory_budget: bytes per tile batch for the default tile size;
             default `DEFAULT_CPU_MEMORY_BUDGET` (the server is not known).
         overwrite: replace a non-empty folder at `path`.
+        threshold: the decision threshold of ``labels`` for a two-class
+            (or one-channel) model, on the probability of
+            `class_of_interest` (``keras-unet export`` takes the one
+            calibrated in training, `keras_unet.calibration`); more
+            classes use the arg-max.
+        class_of_interest: the class `threshold` applies to.
 
     Returns:
         The `pathlib.Path` of the SavedModel; its ``keras_unet.json``
@@ -257,9 +234,15 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
     tiling.check_mirror(mirror)
     names = resolve_tta(tta)
     batch_size = check_int(batch_size, "batch_size", 1)
+    threshold = check_number(threshold, "threshold", 0.0, 1.0)
+    class_of_interest = check_int(class_of_interest, "class_of_interest", 0)
     path = pathlib.Path(path)
-    _check_target(path, overwrite)
     tm = tiling.TilingModel.of(model, spec)
+    if tm.spec.num_classes == 2 and class_of_interest > 1:
+        raise ValueError(
+            "`class_of_interest` must be 0 or 1 for a two-class model. "
+            f"Received: class_of_interest={class_of_interest}"
+        )
     if tile_size is None:
         default = memory_budget is None  # the serving machine is unknown
         budget = tiling.DEFAULT_CPU_MEMORY_BUDGET if default else memory_budget
@@ -275,7 +258,9 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
     for dtype in INPUT_DTYPES:
         endpoints[dtype] = archive.add_endpoint(
             f"predict_{dtype}",
-            _serving_fn(tf, predict_one, tm.spec, dtype),
+            _serving_fn(
+                tf, predict_one, tm.spec, dtype, (class_of_interest, threshold)
+            ),  # fmt: skip
             input_signature=[tf.TensorSpec(None, dtype, name="image")],
         )
     archive.add_endpoint("serving_default", endpoints[input_dtype])
@@ -291,9 +276,13 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
         "from_logits": bool(from_logits), "serving_default_dtype": input_dtype,
         "signatures": {"serving_default": f"predict_{input_dtype}",
                        **{f"predict_{d}": d for d in INPUT_DTYPES}},
+        "decision_threshold": threshold, "class_of_interest": class_of_interest,
         "input": "image: (H, W), (H, W, C), (N, H, W) or (N, H, W, C)",
-        "output": "probabilities: (H, W, K) or (N, H, W, K), float32",
+        "output": "probabilities: (H, W, K) or (N, H, W, K), float32; "
+                  "labels: (H, W) or (N, H, W), uint8",
     }
     # fmt: on
-    _write_atomically(archive, metadata, path, overwrite)
+    with atomic_folder(path, overwrite) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return path

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import tempfile
 
 import numpy as np
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "atomic_folder",
     "atomic_path",
     "files_by_stem",
     "list_files",
@@ -105,6 +107,58 @@ def atomic_path(path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _check_folder_target(path, overwrite):
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(
+            f"{path} exists and is not a directory; choose another path. "
+            f"Received: path={str(path)!r}"
+        )
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{path} exists and is not empty; pass overwrite=True to replace "
+            "it, or write to a new folder (TF Serving layout: "
+            f"<base>/<model name>/<version>/). Received: path={str(path)!r}"
+        )
+
+
+@contextlib.contextmanager
+def atomic_folder(path, overwrite=False):
+    """Yield a temporary folder next to `path`; rename it into place.
+
+    A folder is never seen half-written: the block writes into the
+    temporary folder, which replaces `path` only when the block succeeds.
+    A non-empty folder at `path` is refused unless `overwrite` (it is then
+    moved aside, and restored if the final rename fails).
+
+    Raises:
+        FileExistsError: `path` is a file, or a non-empty folder and
+            `overwrite` is False (checked before and after the block).
+    """
+    path = pathlib.Path(path)
+    _check_folder_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(
+        tempfile.mkdtemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    )
+    old = tmp.with_suffix(".old")
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it private (0700)
+    try:
+        yield tmp
+        _check_folder_target(path, overwrite)  # it may have appeared since
+        if path.exists():
+            os.replace(path, old)  # waits here, restored if the rename fails
+        os.replace(tmp, path)
+    except BaseException:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_image(path) -> np.ndarray:

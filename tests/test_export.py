@@ -283,3 +283,28 @@ def test_fixed_size_model_exports_for_any_size(tmp_path):
     np.testing.assert_allclose(
         got, predict_tiled(fixed, image, tile_size=92), atol=1e-5, rtol=0
     )
+
+
+def test_labels_are_read_at_the_decision_threshold(model, tmp_path):
+    path = export_saved_model(
+        model, tmp_path / "t", tile_size=92, threshold=0.47,
+        class_of_interest=0,
+    )  # fmt: skip
+    meta = json.loads((path / METADATA_FILE).read_text())
+    assert meta["decision_threshold"] == 0.47 and meta["class_of_interest"] == 0
+    image = np.random.default_rng(5).integers(0, 256, (70, 90), np.uint8)
+    out = tf.saved_model.load(str(path)).signatures["serving_default"](
+        image=tf.constant(image)
+    )
+    probs = predict_tiled(model, image, tile_size=92)
+    # class 0 where its probability reaches 0.47, class 1 elsewhere; pixels
+    # within round-off of the threshold may go either way
+    want = np.where(probs[..., 0] >= 0.47, 0, 1)
+    clear = np.abs(probs[..., 0] - 0.47) > 1e-5
+    labels = out["labels"].numpy()
+    assert labels.dtype == np.uint8 and labels.shape == (70, 90)
+    np.testing.assert_array_equal(labels[clear], want[clear])
+    with pytest.raises(ValueError, match="class_of_interest"):
+        export_saved_model(model, tmp_path / "u", class_of_interest=2)
+    with pytest.raises(ValueError, match="threshold"):
+        export_saved_model(model, tmp_path / "v", threshold=1.5)
