@@ -217,6 +217,18 @@ def test_start_resumes_the_exact_stream_with_any_batch_size():
         _make(images, labels, seed=9, start=-1)
 
 
+@pytest.mark.backend
+def test_without_repeat_one_tile_per_image():
+    images, labels = _blocks(3, 40, 40)
+    ds = _make(images, labels, seed=9, repeat=False, batch_size=2)
+    sizes = [len(x) for x, _, _ in _take(ds, 5)]
+    assert sizes == [2, 1]
+    if isinstance(ds, keras.utils.PyDataset):
+        assert ds.num_batches == 2
+        with pytest.raises(IndexError, match="2 batches"):
+            ds[2]
+
+
 @pytest.mark.skipif(not TF, reason="tf.data needs the TensorFlow backend")
 def test_tf_data_and_py_dataset_give_the_same_samples():
     images, labels = _blocks(3, 50, 70)
@@ -279,10 +291,10 @@ def test_fit_takes_the_stream_and_weights_reach_the_loss():
     model.compile(
         keras.optimizers.Adam(1e-3),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=not TF,  # XLA compiles the U-Net slowly on TF's CPU
+        jit_compile=False if TF else "auto",  # XLA of a U-Net: slow on TF
     )
     kw = dict(input_size=IN, depth=DEPTH, seed=0, pipeline="py_dataset")
-    kw["jit_compile"] = not TF  # (XLA of the warp is tested elsewhere)
+    kw["jit_compile"] = False if TF else "auto"  # (XLA: tested elsewhere)
     zero = data.make_training_dataset(
         images, labels, np.zeros_like(images), **kw
     )
