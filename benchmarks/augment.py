@@ -1,21 +1,26 @@
-"""Throughput of the augmentation pipeline against elasticdeform.
+"""Throughput of the augmentation pipeline on every backend, and the old one.
 
-Measures, in one run on one machine:
+Measures, in one run on one machine, samples/s of
+`keras_unet.data.make_training_dataset` producing the paper's training
+samples: 572x572 input tile with 388x388 label and weight tiles, elastic
+deformation (3x3 grid, sigma 10 px) + rotation + flips + gray-value
+variation, from four 512x512 images:
 
-1. samples/s of `keras_unet.data.make_training_dataset` producing the paper's
-   training samples: 572x572 input tile with 388x388 label and weight tiles,
-   elastic deformation (3x3 grid, sigma 10 px) + rotation + flips +
-   gray-value variation, pinned to ONE CPU core and on all cores;
-2. samples/s of elasticdeform's `deform_random_grid` doing the deformation
-   alone (3 points, sigma 10, linear image, nearest label and weight, three
-   572x572 arrays) on one core. elasticdeform's wheels need numpy<2, so it
-   runs in a separate Python given by ``--elasticdeform-python`` (make one
-   with ``python -m venv ed && ed/bin/pip install "numpy<2" elasticdeform``);
-3. training steps/s of the paper-size model (572 tile, batch 1) fed by the
-   pipeline, to tell whether the pipeline keeps up with training.
+1. the TensorFlow backend's tf.data pipeline, pinned to ONE CPU core and on
+   all cores;
+2. the same stream as a PyDataset on JAX and torch (CPU here; on a GPU
+   machine the warp runs on the GPU), one core;
+3. the baseline: the previous TensorFlow-only pipeline, extracted with
+   ``git archive`` from ``--baseline-ref`` and run the same way, one core;
+4. optionally elasticdeform's `deform_random_grid` doing the deformation
+   alone (three 572x572 arrays), one core. Its wheels need numpy<2, so it
+   runs in a separate Python given by ``--elasticdeform-python`` (``python
+   -m venv ed && ed/bin/pip install "numpy<2" elasticdeform``).
 
-Run: ``python benchmarks/augment.py --elasticdeform-python ed/bin/python``.
-Prints a table and writes ``benchmarks/results/augment.json``.
+Every measurement runs in its own subprocess (one backend per process).
+Run: ``python benchmarks/augment.py`` (about 3 minutes of CPU; on a GPU
+machine without TensorFlow add ``--backends jax,torch``). Prints a table
+and writes ``benchmarks/results/augment.json``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 from _common import machine  # noqa: E402 (benchmarks/ is on sys.path)
 
 HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent
 
 ELASTICDEFORM_SNIPPET = r"""
 import os, sys, time, json
@@ -55,87 +62,131 @@ print(json.dumps({"samples_per_s": n / dt, "numpy": np.__version__,
 """
 
 
-def _pipeline(n_images=4):
+def child(cores, samples, pipeline, batch_size):
+    """Samples/s of the pipeline in this process, pinned to `cores` CPUs."""
+    os.sched_setaffinity(0, set(range(cores)))
+    import keras
+    import numpy as np
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+        tf.config.threading.set_inter_op_parallelism_threads(cores)
     from keras_unet import data
     from keras_unet.datasets import synthetic_cells
 
-    images, instances = synthetic_cells(n_images, size=512, seed=0)
+    images, instances = synthetic_cells(4, size=512, seed=0)
     labels = (instances > 0).astype("int32")
     weights = (1.0 + 9.0 * (instances == 0)).astype("float32")
-    return data.make_training_dataset(
-        images, labels, weights, input_size=572, depth=4, seed=0
+    kw = dict(input_size=572, depth=4, seed=0, batch_size=batch_size)
+    if pipeline != "old":
+        kw["pipeline"] = pipeline
+    ds = data.make_training_dataset(images, labels, weights, **kw)
+    if pipeline == "py_dataset":
+        batches = (ds[b] for b in range(10**9))
+    else:
+        batches = iter(ds)
+    for _ in range(max(2, 10 // batch_size)):  # compile, autotune
+        keras.ops.convert_to_numpy(next(batches)[0])
+    n = max(1, samples // batch_size)
+    t, cpu = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        x, y, w = next(batches)
+    np.asarray(keras.ops.convert_to_numpy(x))  # wait for the device
+    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+    import keras_unet
+
+    result = {"samples_per_s": n * batch_size / dt, "cores": cores}
+    # per CPU-second of this process: robust to other jobs on the machine
+    result["samples_per_cpu_s"] = n * batch_size / cpu
+    result["package"] = str(pathlib.Path(keras_unet.__file__).parent)
+    result.update(samples=n * batch_size, batch_size=batch_size)
+    if pipeline == "py_dataset":  # the host part alone (numpy)
+        t = time.perf_counter()
+        for i in range(20):
+            ds.sampler(i)
+        result["host_ms_per_sample"] = (time.perf_counter() - t) / 20 * 1e3
+    return result
+
+
+def run_child(backend, *args, pythonpath=None):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (pythonpath, str(REPO), env.get("PYTHONPATH")) if p
     )
-
-
-def child_pipeline(cores, samples):
-    """Samples/s of the full pipeline, pinned to `cores` CPUs."""
-    os.sched_setaffinity(0, set(range(cores)))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(cores)
-    tf.config.threading.set_inter_op_parallelism_threads(cores)
-    it = iter(_pipeline())
-    for _ in range(10):  # warm-up: tracing, XLA compilation, autotuning
-        next(it)
-    t = time.perf_counter()
-    for _ in range(samples):
-        x, y, w = next(it)
-    dt = time.perf_counter() - t
-    return {"samples_per_s": samples / dt, "cores": cores, "samples": samples}
-
-
-def child_train(steps):
-    """Training steps/s of the paper's model fed by the pipeline."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    from keras_unet.model import build_unet
-
-    model = build_unet()
-    model.compile(
-        keras.optimizers.SGD(1e-3, momentum=0.99),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    ds = _pipeline()
-    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # compile
-    t = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    dt = time.perf_counter() - t
-    return {"steps_per_s": steps / dt, "steps": steps, "batch": 1, "tile": 572}
-
-
-def run_child(*args):
     out = subprocess.run(
         [sys.executable, __file__, "--child", *map(str, args)],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),  # not the repository: PYTHONPATH decides
+        timeout=900,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["backend"] = backend
+    return result
+
+
+def old_package(ref):
+    """Extract keras_unet at git `ref` into a temporary folder."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="keras_unet_old_"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "keras_unet"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return str(folder)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--train-steps", type=int, default=3)
+    p.add_argument("--baseline-ref", default="8610363")
+    p.add_argument(
+        "--backends",
+        default="tensorflow,jax,torch",
+        help="comma-separated; a GPU machine without TensorFlow: jax,torch",
+    )
     p.add_argument("--elasticdeform-python", default=None)
     p.add_argument("--out", default=str(HERE / "results" / "augment.json"))
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        kind, *rest = args.child
-        if kind == "pipeline":
-            result = child_pipeline(int(rest[0]), int(rest[1]))
-        else:
-            result = child_train(int(rest[0]))
-        print(json.dumps(result))
+        cores, samples, pipeline, batch = args.child
+        print(json.dumps(child(int(cores), int(samples), pipeline, int(batch))))
         return
 
     cores = len(os.sched_getaffinity(0))
-    results = {"machine": machine()}
-    results["pipeline_1core"] = run_child("pipeline", 1, args.samples)
-    results["pipeline_all_cores"] = run_child("pipeline", cores, args.samples)
+    n = args.samples
+    results = {"machine": machine(), "started": time.strftime("%F %T")}
+    runs = {
+        "tf_data_1core": ("tensorflow", 1, n, "tf.data", 1),
+        "tf_data_all_cores": ("tensorflow", cores, n, "tf.data", 1),
+        "jax_py_dataset_1core": ("jax", 1, n // 2, "py_dataset", 1),
+        "jax_py_dataset_1core_batch4": ("jax", 1, n // 2, "py_dataset", 4),
+        "torch_py_dataset_1core": ("torch", 1, n // 4, "py_dataset", 1),
+    }
+    backends = args.backends.split(",")
+    runs = {k: v for k, v in runs.items() if v[0] in backends}
+    if args.baseline_ref and "tensorflow" in backends:
+        old = old_package(args.baseline_ref)
+        results["baseline_ref"] = args.baseline_ref
+        results["old_tf_data_1core"] = run_child(
+            "tensorflow", 1, n, "old", 1, pythonpath=old
+        )
+    for name, (backend, *rest) in runs.items():
+        results[name] = run_child(backend, *rest)
+    if "old_tf_data_1core" in results:
+        new, old = results["tf_data_1core"], results["old_tf_data_1core"]
+        results["ratio_new_over_old_1core"] = (
+            new["samples_per_s"] / old["samples_per_s"]
+        )
+        results["ratio_new_over_old_per_cpu_s"] = (
+            new["samples_per_cpu_s"] / old["samples_per_cpu_s"]
+        )
     if args.elasticdeform_python:
         out = subprocess.run(
             [args.elasticdeform_python, "-c", ELASTICDEFORM_SNIPPET, "0", "50"],
@@ -144,17 +195,16 @@ def main():
             text=True,
         )
         results["elasticdeform_1core"] = json.loads(out.stdout.strip())
-        results["ratio_per_core"] = (
-            results["pipeline_1core"]["samples_per_s"]
-            / results["elasticdeform_1core"]["samples_per_s"]
+    print(f"{'pipeline':30s} {'samples/s':>10s} {'per CPU-s':>10s}")
+    for name, value in results.items():
+        if isinstance(value, dict) and "samples_per_s" in value:
+            per_cpu = value.get("samples_per_cpu_s", float("nan"))
+            print(f"{name:30s} {value['samples_per_s']:10.1f} {per_cpu:10.1f}")
+    if "ratio_new_over_old_1core" in results:
+        print(
+            f"new / old, 1 core: {results['ratio_new_over_old_1core']:.2f} "
+            f"(per CPU-s {results['ratio_new_over_old_per_cpu_s']:.2f})"
         )
-    if args.train_steps:
-        results["train_paper_model"] = run_child("train", args.train_steps)
-        results["pipeline_over_training"] = (
-            results["pipeline_all_cores"]["samples_per_s"]
-            / results["train_paper_model"]["steps_per_s"]
-        )
-    print(json.dumps(results, indent=2))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

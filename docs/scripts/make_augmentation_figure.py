@@ -14,9 +14,10 @@ import pathlib
 import sys
 
 import cv2
+import keras
 import numpy as np
 
-from keras_unet import augment, figures
+from keras_unet import data, figures
 from keras_unet.datasets import synthetic_cells
 from keras_unet.io import read_image, to_float_image, write_image
 
@@ -41,26 +42,23 @@ def load():
 
 def main():
     image, labels, name = load()
-    x = to_float_image(image)[..., None]
-    weights = np.ones(labels.shape, np.float32)
     panels = [image, figures.overlay(image, labels == 0)]
     titles = [name, "label (membrane red)"]
-    config = augment.AugmentConfig()
+    # the paper's augmentation, as the training pipeline makes it
+    ds = data.make_training_dataset(
+        [to_float_image(image)], [labels], seed=0, pipeline="py_dataset"
+    )
     m = (572 - 388) // 2
-    for seed in range(3):
-        tx, ty, _ = augment.augment_tile(
-            x, labels, weights, seed, config, (572, 572), (388, 388)
-        )
-        tile = figures.to_display(tx.numpy()[..., 0])
+    for i in range(3):
+        tx, ty, _ = (keras.ops.convert_to_numpy(t)[0] for t in ds[i])
+        tile = figures.to_display(tx[..., 0])
         tile[m, m : m + 388] = tile[m + 387, m : m + 388] = (255, 200, 0)
         tile[m : m + 388, m] = tile[m : m + 388, m + 387] = (255, 200, 0)
         panels += [
             tile,
-            figures.overlay(
-                tx.numpy()[m : m + 388, m : m + 388, 0], ty.numpy() == 0
-            ),
+            figures.overlay(tx[m : m + 388, m : m + 388, 0], ty == 0),
         ]
-        titles += [f"input tile 572, seed {seed}", "its 388 label tile"]
+        titles += [f"input tile 572, sample {i}", "its 388 label tile"]
     grid = figures.panel_grid(panels, titles, ncols=4)
     half = cv2.resize(grid, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     write_image(OUT, half)
