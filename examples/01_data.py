@@ -17,6 +17,7 @@ Time: about 10 s on 2 CPU cores; `--quick` about 5 s. GPU: not needed.
 import argparse
 import pathlib
 
+import keras
 import numpy as np
 
 from keras_unet import data, datasets, figures, weights
@@ -75,8 +76,10 @@ def main(argv=None):
     )
     panels, titles = [], []
     m = (size - (size - 184)) // 2
-    for i, (x, y, w) in enumerate(ds.take(3)):
-        x, y, w = x[0].numpy(), y[0].numpy(), w[0].numpy()
+    # A tf.data.Dataset on TensorFlow, a keras.utils.PyDataset on JAX/torch:
+    # both iterate (x, y, w) batches.
+    for i, batch in zip(range(3), ds):
+        x, y, w = (keras.ops.convert_to_numpy(a)[0] for a in batch)
         panels += [
             x[..., 0],
             figures.overlay(x[m:-m, m:-m, 0], y == 0),

@@ -102,10 +102,9 @@ class AugmentConfig:
         noise: maximum standard deviation of additive Gaussian noise, as a
             fraction of the tile's range (uniform in ``[0, noise]``).
 
-    Example:
-
-    >>> AugmentConfig.flips_only().rotation
-    0.0
+    Examples:
+        >>> AugmentConfig.flips_only().rotation
+        0.0
     """
 
     elastic: bool = True
@@ -172,11 +171,10 @@ def sample_rng(seed, index=0) -> np.random.Generator:
     ``SeedSequence(seed, spawn_key=(0, index))``: every sample has its own
     stream, the same whatever the backend, pipeline or batch size.
 
-    Example:
-
-    >>> a = sample_rng(7, 3).random()
-    >>> a == sample_rng(7, 3).random() != sample_rng(7, 4).random()
-    True
+    Examples:
+        >>> a = sample_rng(7, 3).random()
+        >>> a == sample_rng(7, 3).random() != sample_rng(7, 4).random()
+        True
     """
     seed, index = check_int(seed, "seed", 0), check_int(index, "index", 0)
     sequence = np.random.SeedSequence(seed, spawn_key=(0, index))
@@ -206,10 +204,9 @@ def cubic_matrix(n: int, grid: int) -> np.ndarray:
     2-point grid), so quadratic ramps are reproduced exactly. Cached and
     read-only.
 
-    Example:
-
-    >>> cubic_matrix(5, 3)[2].tolist()  # pixel 2 is control point 1
-    [0.0, 1.0, 0.0]
+    Examples:
+        >>> cubic_matrix(5, 3)[2].tolist()  # pixel 2 is control point 1
+        [0.0, 1.0, 0.0]
     """
     u = np.arange(n) * (grid - 1) / max(n - 1, 1)
     base = np.floor(u).astype(np.int64)
@@ -247,11 +244,10 @@ def interpolate_grid(values, shape) -> np.ndarray:
     equals `values` at the control points. `warp_batch` does the same on
     the device. Returns float32 numpy ``(H, W, 2)`` (row, column).
 
-    Example:
-
-    >>> g = np.zeros((3, 3, 2), np.float32); g[1, 1] = (5.0, -2.0)
-    >>> interpolate_grid(g, (9, 9))[4, 4].tolist()
-    [5.0, -2.0]
+    Examples:
+        >>> g = np.zeros((3, 3, 2), np.float32); g[1, 1] = (5.0, -2.0)
+        >>> interpolate_grid(g, (9, 9))[4, 4].tolist()
+        [5.0, -2.0]
     """
     values = np.asarray(values, np.float32)
     my = cubic_matrix(int(shape[0]), values.shape[0])
@@ -284,17 +280,16 @@ def elastic_field(seed, shape, grid=3, sigma=10.0) -> np.ndarray:
     Args:
         seed: int seed (or a `numpy.random.Generator`).
         shape: ``(height, width)`` of the field.
-        grid, sigma: control points per axis and their standard deviation
-            in pixels (the paper: 3 and 10).
+        grid: control points per axis (the paper: 3).
+        sigma: their standard deviation in pixels (the paper: 10).
 
     Returns:
         float32 numpy array ``(height, width, 2)`` of (row, column)
         displacements.
 
-    Example:
-
-    >>> elastic_field(0, (572, 572)).shape
-    (572, 572, 2)
+    Examples:
+        >>> elastic_field(0, (572, 572)).shape
+        (572, 572, 2)
     """
     return interpolate_grid(elastic_grid_values(seed, grid, sigma), shape)
 
@@ -399,7 +394,8 @@ class WarpSpec:
 
         Args:
             config: `AugmentConfig` or None (no augmentation).
-            input_shape, output_shape: ``(h, w)`` of the tiles.
+            input_shape: ``(h, w)`` of the input tile.
+            output_shape: ``(h, w)`` of the output tile.
             mask_mirrored: see the attribute.
             max_image_shape: optional ``(H, W)`` no image exceeds; windows
                 are never larger (less to copy and move).
@@ -508,10 +504,11 @@ def sample_window(window, offset, size, origin, qy, qx, interpolation):
 
     Args:
         window: (B, Wh, Ww, C) source windows, any dtype.
-        offset, size: int32 (B, 2): the windows' top-left corners in the
-            image and the full image sizes ``(H, W)``.
+        offset: int32 (B, 2): the windows' top-left corners in the image.
+        size: int32 (B, 2): the full image sizes ``(H, W)``.
         origin: int32 (B, 2) added to the positions (keeps them small).
-        qy, qx: float32 (B, h, w) positions (rows, columns).
+        qy: float32 (B, h, w) row positions.
+        qx: float32 (B, h, w) column positions.
         interpolation: "nearest" (keeps the dtype; rounds half up),
             "bilinear" or "bicubic" (float32).
 
@@ -561,8 +558,11 @@ def tile_coordinates(matrix, grid, input_shape, output_shape):
     ``A = matrix`` and ``d`` the field interpolated from `grid` over the
     input tile (`cubic_matrix`). Without augmentation ``q(p) = p - margin``.
 
-    Args: ``matrix`` float32 (B, 2, 2), ``grid`` float32 (B, g, g, 2),
-        static ``input_shape`` and ``output_shape``.
+    Args:
+        matrix: float32 (B, 2, 2).
+        grid: float32 (B, g, g, 2).
+        input_shape: static ``(h, w)`` of the input tile.
+        output_shape: static ``(h, w)`` of the output tile.
 
     Returns:
         Two float32 tensors (B, in_h, in_w): rows and columns.
@@ -763,7 +763,8 @@ def random_augment(image, labels=None, weights=None, seed=0, config=None):
 
     Args:
         image: (H, W) or (H, W, C) numpy array or tensor.
-        labels, weights: optional (H, W) label image and weight map.
+        labels: optional (H, W) label image.
+        weights: optional (H, W) weight map.
         seed: int seed (parameters from ``sample_rng(seed)``).
         config: `AugmentConfig` (default: the paper's recipe).
 
@@ -771,11 +772,10 @@ def random_augment(image, labels=None, weights=None, seed=0, config=None):
         Backend tensors (``keras.ops.convert_to_numpy`` makes them numpy):
         the image, or a tuple ``(image, labels[, weights])``.
 
-    Example:
-
-    >>> img = np.random.default_rng(0).random((64, 64)).astype("float32")
-    >>> tuple(random_augment(img, seed=1).shape)
-    (64, 64)
+    Examples:
+        >>> img = np.random.default_rng(0).random((64, 64)).astype("float32")
+        >>> tuple(random_augment(img, seed=1).shape)
+        (64, 64)
     """
     config = config or AugmentConfig()
     shape = tuple(int(n) for n in ops.shape(image))
@@ -796,11 +796,10 @@ def gray_value_augment(image, seed, config=None):
     Returns:
         float32 backend tensor of the image's shape.
 
-    Example:
-
-    >>> x = np.random.default_rng(0).random((32, 32, 1)).astype("float32")
-    >>> tuple(gray_value_augment(x, seed=3).shape)
-    (32, 32, 1)
+    Examples:
+        >>> x = np.random.default_rng(0).random((32, 32, 1)).astype("float32")
+        >>> tuple(gray_value_augment(x, seed=3).shape)
+        (32, 32, 1)
     """
     config = config or AugmentConfig()
     image = ops.cast(ops.convert_to_tensor(image), "float32")
@@ -825,11 +824,10 @@ def sample(image, coords, interpolation="bilinear"):
     Returns:
         Backend tensor of the coordinates' shape (+ ``(C,)`` for 3-D images).
 
-    Example:
-
-    >>> img = np.arange(12, dtype="float32").reshape(3, 4)
-    >>> keras.ops.convert_to_numpy(sample(img, ([0.5, -1.0], [1.0, 0.0])))
-    array([3., 4.], dtype=float32)
+    Examples:
+        >>> img = np.arange(12, dtype="float32").reshape(3, 4)
+        >>> keras.ops.convert_to_numpy(sample(img, ([0.5, -1.0], [1.0, 0.0])))
+        array([3., 4.], dtype=float32)
     """
     check_choice(interpolation, "interpolation", INTERPOLATIONS)
     image = ops.convert_to_tensor(image)
@@ -868,20 +866,20 @@ def elastic_deform(
 
     Args:
         image: (H, W) or (H, W, C) numpy array or tensor.
-        labels, weights: optional (H, W) label image and weight map.
+        labels: optional (H, W) label image.
+        weights: optional (H, W) weight map.
         seed: int seed.
-        grid, sigma: control points per axis and their standard deviation
-            in px (the paper: 3 and 10).
+        grid: control points per axis (the paper: 3).
+        sigma: their standard deviation in px (the paper: 10).
         interpolation: for the image: "bilinear", "bicubic" or "nearest".
 
     Returns:
         Backend tensors: the image, or a tuple ``(image, labels[, weights])``.
 
-    Example:
-
-    >>> img = np.random.default_rng(0).random((128, 128)).astype("float32")
-    >>> tuple(elastic_deform(img, seed=1).shape)
-    (128, 128)
+    Examples:
+        >>> img = np.random.default_rng(0).random((128, 128)).astype("float32")
+        >>> tuple(elastic_deform(img, seed=1).shape)
+        (128, 128)
     """
     config = dataclasses.replace(  # checks grid, sigma and interpolation
         AugmentConfig.none(), elastic_grid=grid, elastic_sigma=sigma

@@ -55,6 +55,28 @@ def _quiet_tensorflow():
             os.close(saved)
 
 
+def _default_backend():
+    """Without TensorFlow installed, let Keras use JAX or PyTorch.
+
+    Keras defaults to TensorFlow; unless KERAS_BACKEND or a keras.json says
+    otherwise, pick an installed backend instead of failing on import.
+    """
+    import importlib.util
+
+    home = pathlib.Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
+    if (
+        "KERAS_BACKEND" in os.environ
+        or "keras" in sys.modules
+        or (home / "keras.json").is_file()
+        or importlib.util.find_spec("tensorflow") is not None
+    ):
+        return
+    for name in ("jax", "torch"):
+        if importlib.util.find_spec(name) is not None:
+            os.environ["KERAS_BACKEND"] = name
+            return
+
+
 def _int_at_least(minimum):
     """An argparse type: an integer >= `minimum`."""
 
@@ -555,6 +577,7 @@ def build_parser():
 
 
 def main(argv=None):
+    _default_backend()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

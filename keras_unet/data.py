@@ -74,10 +74,9 @@ def tile_shapes(input_size=572, depth=4, padding="valid", model=None):
         model: optional U-Net; its depth and padding are read with
             `keras_unet.model.inspect_unet`.
 
-    Example:
-
-    >>> tile_shapes(572, depth=4)
-    ((572, 572), (388, 388))
+    Examples:
+        >>> tile_shapes(572, depth=4)
+        ((572, 572), (388, 388))
     """
     if model is not None:
         from keras_unet.model import inspect_unet
@@ -387,10 +386,9 @@ def reflect_indices(index, n: int) -> np.ndarray:
 
     The indexing of ``numpy.pad(mode="reflect")``, however far outside.
 
-    Example:
-
-    >>> reflect_indices(np.arange(-3, 7), 4).tolist()
-    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    Examples:
+        >>> reflect_indices(np.arange(-3, 7), 4).tolist()
+        [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
     """
     period = max(2 * (int(n) - 1), 1)
     index = np.mod(index, period)
@@ -698,16 +696,15 @@ def make_training_dataset(
         out_h, out_w), w float32 (B, out_h, out_w); a `tf.data.Dataset` or
         a `TrainingTiles` (`keras.utils.PyDataset`) of backend tensors.
 
-    Example:
-
-    >>> from keras_unet import synthetic_cells
-    >>> images, instances = synthetic_cells(2, size=128)
-    >>> labels = (instances > 0).astype("int32")
-    >>> ds = make_training_dataset(images, labels, input_size=92, depth=2,
-    ...                            seed=0, pipeline="py_dataset")
-    >>> x, y, w = ds[0]
-    >>> tuple(x.shape), tuple(y.shape)
-    ((1, 92, 92, 1), (1, 52, 52))
+    Examples:
+        >>> from keras_unet import synthetic_cells
+        >>> images, instances = synthetic_cells(2, size=128)
+        >>> labels = (instances > 0).astype("int32")
+        >>> ds = make_training_dataset(images, labels, input_size=92, depth=2,
+        ...                            seed=0, pipeline="py_dataset")
+        >>> x, y, w = ds[0]
+        >>> tuple(x.shape), tuple(y.shape)
+        ((1, 92, 92, 1), (1, 52, 52))
     """
     in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
     config = _augment_config(augment)
@@ -750,10 +747,9 @@ def validation_tiles(image_shapes, output_shape):
     the top-left corner; the last row/column of tiles may extend beyond the
     image.
 
-    Example:
-
-    >>> validation_tiles([(30, 20)], (20, 20)).tolist()
-    [[0, 0, 0], [0, 20, 0]]
+    Examples:
+        >>> validation_tiles([(30, 20)], (20, 20)).tolist()
+        [[0, 0, 0], [0, 20, 0]]
     """
     out_h, out_w = output_shape
     origins = []
@@ -849,21 +845,29 @@ def make_validation_dataset(
     the tiles. Tiles are exact integer crops (numpy), so they are the same
     on every backend.
 
-    Args: as `make_training_dataset`.
+    Args:
+        images: as `make_training_dataset`.
+        labels: as `make_training_dataset`.
+        weights: as `make_training_dataset`.
+        input_size: as `make_training_dataset`.
+        depth: as `make_training_dataset`.
+        padding: as `make_training_dataset`.
+        model: as `make_training_dataset`.
+        num_classes: as `make_training_dataset`.
+        batch_size: as `make_training_dataset`.
 
     Returns:
         A finite `ValidationTiles` (`keras.utils.PyDataset`) of numpy
         ``(x, y, w)`` batches; pass it as ``validation_data`` or to
         `model.evaluate`.
 
-    Example:
-
-    >>> images = np.zeros((2, 50, 70), "float32")
-    >>> labels = np.zeros((2, 50, 70), "int32")
-    >>> val = make_validation_dataset(images, labels, input_size=60,
-    ...                               depth=2, batch_size=4)
-    >>> len(val), val[0][0].shape
-    (6, (4, 60, 60, 1))
+    Examples:
+        >>> images = np.zeros((2, 50, 70), "float32")
+        >>> labels = np.zeros((2, 50, 70), "int32")
+        >>> val = make_validation_dataset(images, labels, input_size=60,
+        ...                               depth=2, batch_size=4)
+        >>> len(val), val[0][0].shape
+        (6, (4, 60, 60, 1))
     """
     in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
     batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")

@@ -185,7 +185,9 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
         batch_size: tiles per model call inside the graph.
         input_dtype: that of ``serving_default``: "uint8", "uint16" or
             "float32".
-        mirror, from_logits, spec: as in `predict_tiled`.
+        mirror: as in `predict_tiled`.
+        from_logits: as in `predict_tiled`.
+        spec: as in `predict_tiled`.
         memory_budget: bytes per tile batch for the default tile size;
             default `DEFAULT_CPU_MEMORY_BUDGET` (the server is not known).
         overwrite: replace a non-empty folder at `path`.
