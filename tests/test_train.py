@@ -38,6 +38,10 @@ def small_config(tmp_path, **kw):
     return TrainConfig(**base)
 
 
+def steps(model):
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
 def log_rows(out):
     with open(out / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -101,7 +105,7 @@ def test_refuses_to_overwrite_and_resumes(tmp_path):
     state = json.loads((result.output / "state.json").read_text())
     assert state["epochs_done"] == 3 and state["steps_done"] == 9
     assert [int(r["epoch"]) for r in log_rows(result.output)] == [0, 1, 2]
-    assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == 9
+    assert steps(result.model) == 9
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         T.train(small_config(tmp_path / "fresh", resume=True))
 
@@ -113,7 +117,7 @@ def test_interrupt_leaves_a_resumable_checkpoint(
 ):
     class Stop(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == stop_at:
+            if steps(self.model) == stop_at:
                 raise KeyboardInterrupt
 
     real = T.training_callbacks
@@ -131,7 +135,7 @@ def test_interrupt_leaves_a_resumable_checkpoint(
     assert state["steps_done"] == 9 and state["epochs_done"] == 3
     assert state["samples_drawn"] == 18 and not state["interrupted"]
     assert [int(r["epoch"]) for r in log_rows(result.output)] == [0, 1, 2]
-    assert int(keras.ops.convert_to_numpy(result.model.optimizer.iterations)) == 9
+    assert steps(result.model) == 9
 
 
 def test_unwritable_output_and_bad_settings_fail_before_training(tmp_path):
