@@ -38,6 +38,26 @@ HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "isbi2012-em"
 
 
+class TimeSchedule(keras.callbacks.Callback):
+    """The recipe's warm-up and cosine decay over a time budget, not steps.
+
+    The optimizer is compiled with a constant rate; before every step this
+    sets it to ``peak * warm-up(step) * cosine(training time / limit)``.
+    """
+
+    def __init__(self, peak, warmup_steps, clock, limit, cosine=True):
+        super().__init__()
+        self.peak, self.warmup, self.clock = peak, warmup_steps, clock
+        self.limit, self.cosine = limit, cosine
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.clock.steps
+        warm = min(1.0, 0.01 + 0.99 * step / self.warmup) if self.warmup else 1
+        done = min(self.clock.train_seconds / self.limit, 1.0)
+        decay = 0.5 * (1 + np.cos(np.pi * done)) if self.cosine else 1.0
+        self.model.optimizer.learning_rate.assign(self.peak * warm * decay)
+
+
 class TimeToAccuracy(keras.callbacks.Callback):
     """Scores the test slices every `every` s of training; stops at `limit`."""
 
@@ -113,9 +133,11 @@ def make_model_and_data(args):
         keras.config.set_dtype_policy(f"mixed_{args.precision}")
     keras.utils.set_random_seed(args.seed)
     model = build_unet((None, None, 1), filters=args.filters, seed=args.seed)
+    # constant here: TimeSchedule applies the warm-up and decay over time
     recipes.compile_unet(model, args.preset, batch_size=args.batch_size,
+                         schedule="constant", warmup_steps=0,
                          metrics=False)  # fmt: skip
-    return model, stream, test
+    return model, stream, test, recipe
 
 
 def main():
@@ -138,7 +160,7 @@ def main():
     args = p.parse_args()
     from keras_unet.model import unet_flops
 
-    model, stream, test = make_model_and_data(args)
+    model, stream, test, recipe = make_model_and_data(args)
     flops_per_tile = 3 * unet_flops(model, args.input_size)  # fwd + bwd
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,9 +188,12 @@ def main():
 
     callback = TimeToAccuracy(test, args.eval_every, 60 * args.minutes,
                               args.batch_size, write)  # fmt: skip
+    schedule = TimeSchedule(recipe.learning_rate, recipe.warmup_steps,
+                            callback, 60 * args.minutes,
+                            recipe.schedule == "cosine")  # fmt: skip
     t0 = time.perf_counter()
     model.fit(stream, steps_per_epoch=10**9, epochs=1, verbose=0,
-              callbacks=[callback], shuffle=False)  # fmt: skip
+              callbacks=[schedule, callback], shuffle=False)  # fmt: skip
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)
     reached = [pt for pt in callback.points if pt["rand_error"] <= 0.06]
     report["first_rand_at_most_0.06"] = reached[0] if reached else None

@@ -84,7 +84,9 @@ def main(argv=None):
     model = build_unet(
         (None, None, 1), depth=args.depth, filters=args.filters, seed=0
     )
-    recipe = recipes.compile_unet(model, args.preset)
+    recipe = recipes.compile_unet(
+        model, args.preset, total_steps=args.steps * args.epochs
+    )
     print(f"recipe {args.preset}: {recipe}")
     run = out / "02_run"
     if (run / "last.keras").exists():

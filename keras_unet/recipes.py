@@ -75,7 +75,7 @@ class Recipe:
     weights: str = "unet"
     augment: str = "paper"
     warmup_steps: int = 100
-    schedule: str = "constant"
+    schedule: str = "cosine"
 
     def __post_init__(self):
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
@@ -90,8 +90,10 @@ class Recipe:
 
 PRESETS = {
     "adam": Recipe(),
-    "paper": Recipe(optimizer="sgd", learning_rate=1e-4, momentum=0.99),
-    "plain": Recipe(weights="none", augment="flips"),
+    "paper": Recipe(
+        optimizer="sgd", learning_rate=1e-4, momentum=0.99, schedule="constant"
+    ),
+    "plain": Recipe(weights="none", augment="flips", schedule="constant"),
     "large-batch": Recipe(batch_size=8),
 }
 DEFAULT_PRESET = "adam"
@@ -125,8 +127,9 @@ def learning_rate_schedule(rate, warmup_steps=0, total_steps=None,
     check_choice(schedule, "schedule", SCHEDULES)
     if schedule == "cosine" and not total_steps:
         raise ValueError(
-            "A cosine schedule needs `total_steps` (steps x epochs of the "
-            "run). Received: total_steps=None"
+            "The cosine schedule decays the learning rate to 0 at the end of "
+            "the run: pass total_steps=steps_per_epoch * epochs, or "
+            "schedule='constant'. Received: total_steps=None"
         )
     if not warmup_steps and schedule == "constant":
         return float(rate)

@@ -216,7 +216,7 @@ def test_config_file_errors(tmp_path):
 @pytest.mark.parametrize("preset", sorted(R.PRESETS))
 def test_presets_compile(preset):
     model = build_unet((None, None, 1), depth=2, filters=2)
-    recipe = R.compile_unet(model, preset)
+    recipe = R.compile_unet(model, preset, total_steps=1000)
     opt = model.optimizer
     first = float(keras.ops.convert_to_numpy(opt.learning_rate))
     assert first == pytest.approx(0.01 * recipe.learning_rate)  # warm-up
