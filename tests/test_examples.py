@@ -119,3 +119,22 @@ def test_every_docs_figure_has_a_script_and_is_used():
 def test_docs_figure_scripts_run(script, tmp_path):
     _run([str(script)], REPO, env={"KERAS_UNET_FIGURE_DIR": str(tmp_path)})
     assert len(list(tmp_path.glob("*.png"))) == 1
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs(tmp_path):
+    """The README's Python example, with fewer images and steps."""
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("## Use it from Python")[1].split("```python")[1]
+    code = code.split("```")[0]
+    small = {
+        "synthetic_cells(8, size=512": "synthetic_cells(2, size=512",
+        "steps_per_epoch=100, epochs=4": "steps_per_epoch=2, epochs=1",
+    }
+    for old, new in small.items():
+        assert old in code, old  # the README still says what is tested
+        code = code.replace(old, new)
+    code += "\nassert probs.shape == (512, 512, 2)\nprint('README-OK')\n"
+    out = _run(["-c", code], tmp_path)
+    assert "README-OK" in out.stdout
+    assert (tmp_path / "serving" / "unet" / "1" / "saved_model.pb").is_file()
