@@ -387,6 +387,14 @@ def _warping_error(prob, membrane, cells, threshold, return_warped=False):
 # ---------------------------------------------------------------------------
 
 
+def _checked(membrane_prob, label):
+    """(membrane probability, cell mask) of one image, checked."""
+    prob = check_membrane_prob(membrane_prob)
+    cells = check_label(label)
+    check_same_shape(prob, cells)
+    return prob, cells
+
+
 def pixel_error(membrane_prob, label, threshold=0.5) -> float:
     """Pixel error: the fraction of pixels labelled wrongly at `threshold`.
 
@@ -411,9 +419,7 @@ def pixel_error(membrane_prob, label, threshold=0.5) -> float:
         segmentation algorithms for connectomics. Front. Neuroanat. 9:142
         (2015).
     """
-    prob = check_membrane_prob(membrane_prob)
-    cells = check_label(label)
-    check_same_shape(prob, cells)
+    prob, cells = _checked(membrane_prob, label)
     return _pixel_error(prob >= _check_threshold(threshold), cells)
 
 
@@ -462,9 +468,7 @@ def rand_error(
         segmentation algorithms for connectomics. Front. Neuroanat. 9:142
         (2015).
     """
-    prob = check_membrane_prob(membrane_prob)
-    cells = check_label(label)
-    check_same_shape(prob, cells)
+    prob, cells = _checked(membrane_prob, label)
     check_predicted_membrane(predicted_membrane)
     gt_seg, _ = _cells(cells)
     membrane = prob >= _check_threshold(threshold)
@@ -530,9 +534,7 @@ def warping_error(membrane_prob, label, threshold=0.5, return_warped=False):
         Jain et al. Boundary learning by optimization with topological
         constraints. CVPR 2010, pp. 2488-2495.
     """
-    prob = check_membrane_prob(membrane_prob)
-    cells = check_label(label)
-    check_same_shape(prob, cells)
+    prob, cells = _checked(membrane_prob, label)
     t = _check_threshold(threshold)
     return _warping_error(prob, prob >= t, cells, t, return_warped)
 
@@ -604,9 +606,7 @@ def isbi_scores(
         (2015). Jain et al. Boundary learning by optimization with
         topological constraints. CVPR 2010.
     """
-    prob = check_membrane_prob(membrane_prob)
-    cells = check_label(label)
-    check_same_shape(prob, cells)
+    prob, cells = _checked(membrane_prob, label)
     ts = check_thresholds(thresholds)
     measures = check_measures(measures)
     check_predicted_membrane(predicted_membrane)
