@@ -62,6 +62,7 @@ _SUBMODULES = (
     "io",
     "losses",
     "metrics",
+    "mirror",
     "model",
     "recipes",
     "scores",

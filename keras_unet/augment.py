@@ -41,6 +41,7 @@ import numpy as np
 from keras import ops
 
 from keras_unet.checks import check_choice, check_int, check_range
+from keras_unet.mirror import mirror_index
 
 __all__ = [
     "INTERPOLATIONS",
@@ -477,12 +478,11 @@ def random_params(rng, spec, image_shape) -> dict:
 
 def _mirror(index, n, pair=False):
     """Mirror ints into [0, n) (edge not repeated); `pair`: and index + 1."""
-    period = ops.maximum(2 * (n - 1), 1)
-    m = ops.mod(index, period)
-    first = ops.where(m >= n, period - m, m)
+    first = mirror_index(index, n, xp=ops)
     if not pair:
         return [first]
-    ahead = ops.where(m < n - 1, first + 1, first - 1)  # turns at n - 1
+    period = ops.maximum(2 * (n - 1), 1)
+    ahead = ops.where(index % period < n - 1, first + 1, first - 1)  # turn
     return [first, ops.clip(ahead, 0, n - 1)]
 
 

@@ -43,6 +43,7 @@ from keras_unet.augment import (
 from keras_unet.checks import check_choice, check_int
 from keras_unet.geometry import UNetGeometry
 from keras_unet.io import read_array, to_float_image
+from keras_unet.mirror import mirror_index
 
 __all__ = [
     "PIPELINES",
@@ -52,7 +53,6 @@ __all__ = [
     "cut_windows",
     "make_training_dataset",
     "make_validation_dataset",
-    "reflect_indices",
     "stack_samples",
     "tile_shapes",
     "validation_tiles",
@@ -377,22 +377,8 @@ def _source_range(params, spec, rect, axis, size):
     lo = math.floor(q.min() - reach - 0.01) - 1
     hi = math.floor(q.max() + reach + 0.01) + 2
     taps = np.arange(lo, hi + 1) + int(params["origin"][axis])
-    taps = reflect_indices(taps, size)
+    taps = mirror_index(taps, size)
     return int(taps.min()), int(taps.max())
-
-
-def reflect_indices(index, n: int) -> np.ndarray:
-    """Mirror integer indices into [0, n) without repeating the edge pixel.
-
-    The indexing of ``numpy.pad(mode="reflect")``, however far outside.
-
-    Examples:
-        >>> reflect_indices(np.arange(-3, 7), 4).tolist()
-        [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
-    """
-    period = max(2 * (int(n) - 1), 1)
-    index = np.mod(index, period)
-    return np.where(index >= n, period - index, index)
 
 
 def _crop(array, rows, cols, window, dtype, convert=None):
@@ -793,16 +779,16 @@ class ValidationTiles(keras.utils.PyDataset):
         (h, w), (in_h, in_w) = image.shape[:2], self.input_shape
         out_h, out_w = self.output_shape
         top, left = row - (in_h - out_h) // 2, col - (in_w - out_w) // 2
-        rows = reflect_indices(np.arange(top, top + in_h), h)
-        cols = reflect_indices(np.arange(left, left + in_w), w)
+        rows = mirror_index(np.arange(top, top + in_h), h)
+        cols = mirror_index(np.arange(left, left + in_w), w)
         x = image[rows[:, None], cols[None, :]]
         out_rows, out_cols = (
             np.arange(row, row + out_h),
             np.arange(col, col + out_w),
         )
         at = (
-            reflect_indices(out_rows, h)[:, None],
-            reflect_indices(out_cols, w)[None, :],
+            mirror_index(out_rows, h)[:, None],
+            mirror_index(out_cols, w)[None, :],
         )
         inside = (out_rows < h)[:, None] & (out_cols < w)[None, :]
         return x, labels[at], weights[at] * inside

@@ -14,6 +14,7 @@ import pathlib
 from keras_unet import tiling
 from keras_unet.checks import check_choice, check_int, check_number
 from keras_unet.io import atomic_folder
+from keras_unet.mirror import check_mirror, mirror_index
 from keras_unet.tta import average_over_transforms, resolve_tta
 
 __all__ = ["INPUT_DTYPES", "METADATA_FILE", "export_saved_model"]
@@ -38,8 +39,8 @@ def _predict_fn(tf, tm, tile_max, batch_size, names, mirror, from_logits):
         h, w = tf.shape(x)[0], tf.shape(x)[1]
         th, ch, sh, bottom = plan(h, tile_max[0])
         tw, cw, sw, right = plan(w, tile_max[1])
-        rows = tiling.mirror_index(tf.range(-ctx, h + bottom), h, mirror, tf)
-        cols = tiling.mirror_index(tf.range(-ctx, w + right), w, mirror, tf)
+        rows = mirror_index(tf.range(-ctx, h + bottom), h, mirror, tf)
+        cols = mirror_index(tf.range(-ctx, w + right), w, mirror, tf)
         padded = tf.gather(tf.gather(x, rows), cols, axis=1)
         n = ch * cw
         calls, per_call = tiling.balanced_batch(batch_size, n)
@@ -233,7 +234,7 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
     import tensorflow as tf
 
     check_choice(input_dtype, "input_dtype", INPUT_DTYPES)
-    tiling.check_mirror(mirror)
+    check_mirror(mirror)
     names = resolve_tta(tta)
     batch_size = check_int(batch_size, "batch_size", 1)
     threshold = check_number(threshold, "threshold", 0.0, 1.0)

@@ -2,8 +2,8 @@
 
 The tile plan is four integer functions that the exported graph
 (`keras_unet.export`) runs on tensors: `balanced_tile`, `plan_axis`,
-`mirror_index`, `tile_of_pixel`; `tile_layout` turns them into the `Tile`
-slices `predict_tiled` runs. Memory: ``ACTIVATIONS_PER_FILTER_PIXEL *
+`keras_unet.mirror.mirror_index` and `tile_of_pixel`; `tile_layout` turns
+them into the `Tile` slices `predict_tiled` runs. Memory: ``ACTIVATIONS_PER_FILTER_PIXEL *
 filters * pixels * itemsize`` bytes per tile, against a budget; a model
 call that runs out of memory anyway is retried with half the memory.
 """
@@ -19,23 +19,22 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from keras_unet.checks import check_choice, check_int, check_number, check_pair
+from keras_unet.checks import check_int, check_number, check_pair
 from keras_unet.io import to_float_image
+from keras_unet.mirror import check_mirror, mirror_pad
 from keras_unet.model import UNetSpec, free_size_model, inspect_unet
 from keras_unet.tta import TTA_TRANSFORMS, average_over_transforms, resolve_tta
 
 # fmt: off
 __all__ = [
-    "ACTIVATIONS_PER_FILTER_PIXEL", "DEFAULT_CPU_MEMORY_BUDGET",
-    "MIRROR_MODES", "Tile", "TileLayout", "TilingModel", "balanced_batch",
-    "balanced_tile", "check_mirror", "choose_tile_size",
-    "default_memory_budget", "estimate_tile_memory", "mirror_index",
-    "mirror_pad", "plan_axis", "predict_tiled", "predict_tiled_batch",
+    "ACTIVATIONS_PER_FILTER_PIXEL", "DEFAULT_CPU_MEMORY_BUDGET", "Tile",
+    "TileLayout", "TilingModel", "balanced_batch", "balanced_tile",
+    "choose_tile_size", "default_memory_budget", "estimate_tile_memory",
+    "plan_axis", "predict_tiled", "predict_tiled_batch",
     "tile_iterator", "tile_layout", "tile_of_pixel",
 ]
 # fmt: on
 
-MIRROR_MODES = ("reflect", "symmetric")
 # All layer outputs of build_unet per filter and tile pixel: 15.8 for depth 4
 # and large tiles (9.8 for 572 px); XLA's peak memory is 2.3-3.9 (measured
 # by benchmarks/tiling.py --memory).
@@ -44,49 +43,6 @@ DEFAULT_CPU_MEMORY_BUDGET = 2 * 2**30
 _MAX_AUTO_BATCH = 64
 _MAX_TILE = 2**15
 _AUTO_PROGRESS_CALLS = 8
-
-
-def check_mirror(mirror):
-    """`mirror` if it is one of `MIRROR_MODES`, else a ValueError."""
-    hint = "'reflect' mirrors about the edge pixel, 'symmetric' repeats it"
-    return check_choice(mirror, "mirror", MIRROR_MODES, hint)
-
-
-def mirror_index(i, n, mode="reflect", xp=np):
-    """Source pixel of position `i` of an `n` px axis extended by mirroring.
-
-    "reflect" mirrors about the edge pixel (``numpy.pad(mode="reflect")``),
-    "symmetric" repeats it, as often as needed (padding may exceed the
-    image). `xp`: numpy, or tensorflow for tensors.
-
-    Examples:
-        >>> mirror_index(np.arange(-4, 5), 3).tolist()
-        [0, 1, 2, 1, 0, 1, 2, 1, 0]
-        >>> mirror_index(np.arange(-4, 5), 3, "symmetric").tolist()
-        [2, 2, 1, 0, 0, 1, 2, 2, 1]
-    """
-    if check_mirror(mode) == "reflect":
-        period = xp.maximum(2 * n - 2, 1)  # a 1 px axis is repeated
-        j = i % period
-        return xp.minimum(j, period - j)
-    j = i % (2 * n)
-    return xp.minimum(j, 2 * n - 1 - j)
-
-
-def mirror_pad(image, pad, mode="reflect", axes=(0, 1)) -> np.ndarray:
-    """Pad the (row, column) `axes` by ``((top, bottom), (left, right))``
-    pixels of mirroring (`mirror_index`), by any amount.
-
-    Examples:
-        >>> mirror_pad(np.arange(3)[None], ((0, 0), (4, 2)))[0].tolist()
-        [0, 1, 2, 1, 0, 1, 2, 1, 0]
-    """
-    image = np.asarray(image)
-    for axis, (before, after) in zip(axes, pad):
-        n = image.shape[axis]
-        i = np.arange(-before, n + after, dtype=np.int64)
-        image = np.take(image, mirror_index(i, n, mode), axis=axis)
-    return image
 
 
 def plan_axis(n, tile, margin, step, xp=np):

@@ -14,6 +14,7 @@ import pytest
 from scipy.special import expit, softmax
 
 from keras_unet import geometry
+from keras_unet.mirror import mirror_index, mirror_pad
 from keras_unet.model import build_unet, inspect_unet
 from keras_unet.tiling import (
     balanced_batch,
@@ -21,8 +22,6 @@ from keras_unet.tiling import (
     choose_tile_size,
     default_memory_budget,
     estimate_tile_memory,
-    mirror_index,
-    mirror_pad,
     predict_tiled,
     predict_tiled_batch,
     tile_iterator,
