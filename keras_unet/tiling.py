@@ -3,9 +3,10 @@
 The tile plan is four integer functions that the exported graph
 (`keras_unet.export`) runs on tensors: `balanced_tile`, `plan_axis`,
 `keras_unet.mirror.mirror_index` and `tile_of_pixel`; `tile_layout` turns
-them into the `Tile` slices `predict_tiled` runs. Memory: ``ACTIVATIONS_PER_FILTER_PIXEL *
-filters * pixels * itemsize`` bytes per tile, against a budget; a model
-call that runs out of memory anyway is retried with half the memory.
+them into the `Tile` slices `predict_tiled` runs. Memory:
+``ACTIVATIONS_PER_FILTER_PIXEL * filters * pixels * itemsize`` bytes per
+tile, against a budget; a model call that runs out of memory anyway is
+retried with half the memory.
 """
 
 from __future__ import annotations
