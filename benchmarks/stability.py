@@ -114,7 +114,18 @@ def main():
     p.add_argument("--input-size", type=int, default=572)
     p.add_argument("--cache", default=str(HERE / "results" / "weight_cache"))
     p.add_argument("--out", default=str(HERE / "results" / "stability.json"))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow CPU threads (default: all cores)",
+    )
     args = p.parse_args()
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     results = {
         "machine": machine(),
         "backend": keras.backend.backend(),
