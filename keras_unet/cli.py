@@ -63,16 +63,22 @@ def _default_backend():
     """
     import importlib.util
 
+    def installed(name):
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
     home = pathlib.Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
     if (
         "KERAS_BACKEND" in os.environ
         or "keras" in sys.modules
         or (home / "keras.json").is_file()
-        or importlib.util.find_spec("tensorflow") is not None
+        or installed("tensorflow")
     ):
         return
     for name in ("jax", "torch"):
-        if importlib.util.find_spec(name) is not None:
+        if installed(name):
             os.environ["KERAS_BACKEND"] = name
             return
 

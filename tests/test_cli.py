@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -502,3 +503,77 @@ def test_holdout_val_names_and_several_inputs(tmp_path):
         )
         == 2
     )
+
+
+CLI_WITHOUT_TENSORFLOW = """
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError(f"blocked for this test: {name}")
+
+sys.meta_path.insert(0, Block())
+from keras_unet import cli
+out = sys.argv[1]
+small = ["--depth", "2", "--filters", "2", "--input-size", "60", "--steps",
+         "2", "--epochs", "1", "--batch-size", "2", "--quiet",
+         "--synthetic-count", "4", "--synthetic-size", "64"]
+assert cli.main(["train", "--output", out + "/run", *small]) == 0
+import keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+assert cli.main(["predict", "--model", out + "/run/best.keras", "--input",
+                 out + "/img", "--output", out + "/pred"]) == 0
+assert "tensorflow" not in sys.modules
+print("CLI-OK")
+"""
+
+
+@pytest.mark.slow
+def test_train_and_predict_without_tensorflow(tmp_path):
+    """No TensorFlow: the CLI picks JAX, trains, calibrates and predicts."""
+    from keras_unet.datasets import synthetic_cells
+
+    (tmp_path / "img").mkdir()
+    write_image(tmp_path / "img" / "a.png", synthetic_cells(1, size=70)[0][0])
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras_home")  # no keras.json there
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_WITHOUT_TENSORFLOW, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert "CLI-OK" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+    assert (tmp_path / "pred" / "a.tif").is_file()
+    record = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert info["versions"]["backend"] == "jax"
+    assert (
+        record["decision_threshold"]
+        == (info["calibration"]["decision_threshold"])
+    )
+
+
+def test_evaluate_imports_neither_keras_nor_tensorflow(tmp_path):
+    label = np.full((32, 32), 255, np.uint8)
+    label[:, 15] = 0
+    write_image(tmp_path / "labels" / "a.png", label)
+    write_image(tmp_path / "pred" / "a.tif", (label == 0).astype(np.float32))
+    pred, labels = str(tmp_path / "pred"), str(tmp_path / "labels")
+    code = (
+        "import sys; from keras_unet import cli; "
+        f"assert cli.main(['evaluate', '--predictions', {pred!r}, "
+        f"'--labels', {labels!r}]) == 0; "
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "pixel_error 0" in out.stdout
