@@ -34,13 +34,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_unet.checks import check_choice, check_int, check_range
+from keras_unet.checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_range,
+)
 from keras_unet.mirror import mirror_index
 
 __all__ = [
@@ -123,22 +127,10 @@ class AugmentConfig:
 
     def __post_init__(self):
         check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
-        if (
-            isinstance(self.elastic_grid, bool)
-            or not isinstance(self.elastic_grid, numbers.Integral)
-            or self.elastic_grid < 2
-        ):
-            raise ValueError(
-                "`elastic_grid` must be an integer >= 2 (control points per "
-                f"axis; the paper uses 3). Received: {self.elastic_grid!r}"
-            )
+        hint = "control points per axis; the paper uses 3"
+        check_int(self.elastic_grid, "elastic_grid", 2, hint)
         for name in ("elastic_sigma", "rotation", "brightness", "noise"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not value >= 0:
-                raise ValueError(
-                    f"`{name}` must be a number >= 0. "
-                    f"Received: {name}={value!r}"
-                )
+            check_number(getattr(self, name), name, 0.0)
         for name in ("scale", "contrast", "gamma"):  # tuples: hashable
             object.__setattr__(
                 self, name, check_range(getattr(self, name), name)

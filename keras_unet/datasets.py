@@ -6,12 +6,13 @@ Nothing here downloads anything: every reader takes a local path.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import pathlib
 import re
 
 import numpy as np
 from scipy import ndimage, spatial
+
+from keras_unet.checks import check_int, check_pair
 
 __all__ = [
     "ImageSet",
@@ -24,19 +25,7 @@ __all__ = [
 
 
 def _size_hw(size) -> tuple[int, int]:
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-        hw = (int(size), int(size))
-    else:
-        try:
-            hw = tuple(int(s) for s in size)
-        except TypeError:
-            hw = ()
-    if len(hw) != 2 or min(hw) < 32:
-        raise ValueError(
-            "`size` must be an integer or a (height, width) pair, each at "
-            f"least 32 pixels. Received: size={size!r}"
-        )
-    return hw
+    return check_pair(size, "size", minimum=32)
 
 
 def _smooth_noise(rng, shape, sigma, amplitude=1.0):
@@ -165,10 +154,8 @@ def synthetic_cells(n, size=512, seed=0):
         >>> images.shape, images.dtype, instances.dtype
         ((2, 128, 128), dtype('uint8'), dtype('int32'))
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
+    n = check_int(n, "n", 1, "the number of images")
+    seed = check_int(seed, "seed", 0)
     hw = _size_hw(size)
     images = np.empty((int(n), *hw), np.uint8)
     instances = np.empty((int(n), *hw), np.int32)

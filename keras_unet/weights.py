@@ -43,6 +43,8 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
+from keras_unet.checks import check_number
+
 __all__ = [
     "border_weights",
     "cached_weight_maps",
@@ -113,22 +115,6 @@ def _check_connectivity(connectivity, name="connectivity") -> int:
             f"{name}={connectivity!r}"
         )
     return int(connectivity)
-
-
-def _check_number(value, name, minimum=0.0, strict=False, hint=""):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (
-            value > minimum if strict else value >= minimum
-        )
-    if not ok:
-        rule = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(
-            f"`{name}` must be a finite number {rule}{hint}. "
-            f"Received: {name}={value!r}"
-        )
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -579,9 +565,9 @@ def border_weights(
         Ronneberger et al. 2015, Sect. 3, Eq. (2).
     """
     instances = _as_label_image(instances)
-    w0 = _check_number(w0, "w0", hint=" (the paper uses 10)")
-    sigma = _check_number(sigma, "sigma", strict=True, hint=" (paper: 5)")
-    tol = _check_number(tol, "tol")
+    w0 = check_number(w0, "w0", 0.0, hint="the paper uses 10")
+    sigma = check_number(sigma, "sigma", 0.0, strict=True, hint="paper: 5")
+    tol = check_number(tol, "tol", 0.0)
     out = np.zeros(instances.shape, np.float32)
     cutoff = _cutoff_distance(w0, sigma, tol)
     if w0 == 0 or cutoff == 0:

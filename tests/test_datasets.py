@@ -107,7 +107,8 @@ def test_non_square_and_bad_arguments():
         (dict(n=1, size=(64, 64, 3)), "`size`"),
         (dict(n=1, seed="a"), "`seed`"),
     ]:
-        with pytest.raises(ValueError, match=match):
+        # a wrong type is a TypeError, a wrong value a ValueError
+        with pytest.raises((ValueError, TypeError), match=match):
             synthetic_cells(**kwargs)
 
 
