@@ -20,23 +20,19 @@ for the paper's network (about 80 steps/s on an H100).
 import argparse
 import pathlib
 
-from keras_unet import build_unet, callbacks, data, datasets, recipes, weights
+from keras_unet import build_unet, callbacks, data, datasets, recipes, train
 
-"""## Data, targets and weight maps"""
+"""## Data, targets and weight maps, as the recipe asks"""
 
 
-def prepare(isbi, quick, cache):
+def prepare(isbi, quick, cache, recipe):
     if isbi:
         imageset = datasets.load_isbi2012(isbi)
-        label_type = "binary"
     else:
         imageset = datasets.load_synthetic(3 if quick else 10, size=256, seed=0)
-        label_type = "instances"
-    annotations = imageset.instances or imageset.labels
-    pairs = weights.cached_weight_maps(
-        annotations, cache, return_targets=True, label_type=label_type
-    )
-    return imageset.images, [t for t, _ in pairs], [w for _, w in pairs]
+    # the paper's maps, class balance only, or ones (recipe.weights)
+    prepared = train.prepare(imageset, recipe, cache)
+    return prepared.images, prepared.labels, prepared.weights
 
 
 def main(argv=None):
@@ -56,8 +52,9 @@ def main(argv=None):
     if args.quick:
         args.filters, args.steps, args.epochs = 4, 3, 2
     out = pathlib.Path(args.out)
+    recipe = recipes.recipe(args.preset)
     images, targets, wmaps = prepare(
-        args.isbi, args.quick, out / "weight_cache"
+        args.isbi, args.quick, out / "weight_cache", recipe
     )
     n_val = max(1, len(images) // 5)
 
@@ -69,7 +66,8 @@ def main(argv=None):
         input_size=args.size,
         depth=args.depth,
         seed=0,
-        batch_size=4,
+        batch_size=recipe.batch_size,
+        augment=recipe.augment,
     )
     val_ds = data.make_validation_dataset(
         images[:n_val],
@@ -77,14 +75,14 @@ def main(argv=None):
         wmaps[:n_val],
         input_size=args.size,
         depth=args.depth,
-        batch_size=4,
+        batch_size=recipe.batch_size,
     )
 
     """## Model, loss and callbacks"""
     model = build_unet(
         (None, None, 1), depth=args.depth, filters=args.filters, seed=0
     )
-    recipe = recipes.compile_unet(
+    recipes.compile_unet(
         model, args.preset, total_steps=args.steps * args.epochs
     )
     print(f"recipe {args.preset}: {recipe}")
@@ -97,7 +95,7 @@ def main(argv=None):
         steps_per_epoch=args.steps,
         epochs=args.epochs,
         callbacks=callbacks.training_callbacks(
-            run, tensorboard=not args.quick, batch_size=4
+            run, tensorboard=not args.quick, batch_size=recipe.batch_size
         ),
         shuffle=False,  # the stream shuffles itself
         verbose=2,

@@ -12,7 +12,6 @@ the SavedModel export.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -95,6 +94,7 @@ def calibrate_threshold(model, images, labels, class_of_interest,
     return {
         "decision_threshold": float(ts[best]),
         "class_of_interest": int(class_of_interest),
+        "model": "best.keras",
         "criterion": "lowest pixel error on the validation images",
         "pixel_error": float(curve[best]),
         "pixel_error_at_0.5": float(at_half),
@@ -103,15 +103,35 @@ def calibrate_threshold(model, images, labels, class_of_interest,
     }
 
 
-def decision_threshold(model_path, default=0.5) -> float:
-    """The calibrated threshold stored beside a model, else `default`.
+def decision_threshold(model_path, class_of_interest=None, default=0.5):
+    """The calibrated threshold of a model file, else `default`.
 
-    Reads ``config.json`` in the model's folder (written by
-    `keras_unet.train.train`).
+    Reads ``"calibration"`` from the run's ``config.json`` beside the model
+    (written by `keras_unet.train.train` for ``best.keras``). The threshold
+    is on the probability of the class it was calibrated for; for the other
+    class of a two-class model it is ``1 - threshold``. Another model file
+    of the run (``last.keras``) was not calibrated: it gets `default`.
+
+    Args:
+        model_path: the ``.keras`` file.
+        class_of_interest: the class whose probability is thresholded
+            (default: the calibrated one).
+        default: the threshold without a calibration.
+
+    Examples:
+        >>> decision_threshold("no/such/run/best.keras")
+        0.5
     """
-    info = pathlib.Path(model_path).with_name("config.json")
-    try:
-        record = json.loads(info.read_text()).get("calibration") or {}
-    except (OSError, json.JSONDecodeError):
+    from keras_unet.config import read_run_info
+
+    record = read_run_info(model_path).get("calibration") or {}
+    if pathlib.Path(model_path).name != record.get("model", "best.keras"):
         return default
-    return float(record.get("decision_threshold", default))
+    if "decision_threshold" not in record:
+        return default
+    threshold = float(record["decision_threshold"])
+    if class_of_interest is None or class_of_interest == record.get(
+        "class_of_interest"
+    ):
+        return threshold
+    return round(1.0 - threshold, 6)

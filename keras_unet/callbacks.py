@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import pathlib
@@ -231,7 +232,7 @@ def training_callbacks(
     output_dir,
     monitor="val_loss",
     early_stopping=None,
-    tensorboard=True,
+    tensorboard="auto",
     batch_size=1,
     append_log=False,
     mode="auto",
@@ -243,7 +244,9 @@ def training_callbacks(
         monitor: value deciding the best checkpoint (and early stopping).
         mode: "min", "max" or "auto" (see `UNetCheckpoint`).
         early_stopping: patience in epochs, or None.
-        tensorboard: write TensorBoard logs to ``output_dir/tensorboard``.
+        tensorboard: write TensorBoard logs to ``output_dir/tensorboard``:
+            True, False or "auto" (when TensorFlow, which writes them, is
+            installed).
         batch_size: samples per step (recorded for resuming).
         append_log: append to an existing CSV log (when resuming).
 
@@ -263,6 +266,8 @@ def training_callbacks(
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=append_log),
         TrainingCurve(out / "log.csv", out / "training_curve.png"),
     ]
+    if tensorboard == "auto":
+        tensorboard = importlib.util.find_spec("tensorflow") is not None
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
     if early_stopping:

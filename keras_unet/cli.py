@@ -29,12 +29,8 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ.get("KERAS_UNET_VERBOSE") or "tensorflow" in sys.modules:
         return
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    if _choose_backend() != "tensorflow":
         return  # TensorFlow is imported only where it is needed
-    import importlib.util
-
-    if importlib.util.find_spec("tensorflow") is None:
-        return
     import tempfile
 
     sys.stderr.flush()
@@ -55,32 +51,40 @@ def _quiet_tensorflow():
             os.close(saved)
 
 
-def _default_backend():
-    """Without TensorFlow installed, let Keras use JAX or PyTorch.
-
-    Keras defaults to TensorFlow; unless KERAS_BACKEND or a keras.json says
-    otherwise, pick an installed backend instead of failing on import.
-    """
+def _installed(name):
     import importlib.util
 
-    def installed(name):
-        try:
-            return importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
+
+def _choose_backend():
+    """The Keras backend to use; JAX or PyTorch when TensorFlow is absent.
+
+    Keras takes KERAS_BACKEND, else ``keras.json``, else TensorFlow. When
+    that backend is not installed, KERAS_BACKEND is set to one that is,
+    instead of failing on ``import keras``.
+    """
+    if "KERAS_BACKEND" in os.environ:
+        return os.environ["KERAS_BACKEND"]
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
     home = pathlib.Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
-    if (
-        "KERAS_BACKEND" in os.environ
-        or "keras" in sys.modules
-        or (home / "keras.json").is_file()
-        or installed("tensorflow")
-    ):
-        return
-    for name in ("jax", "torch"):
-        if installed(name):
+    try:
+        import json
+
+        configured = json.loads((home / "keras.json").read_text())["backend"]
+    except (OSError, ValueError, KeyError, TypeError):
+        configured = "tensorflow"
+    if _installed(configured):
+        return configured
+    for name in ("jax", "torch", "tensorflow"):
+        if _installed(name):
             os.environ["KERAS_BACKEND"] = name
-            return
+            return name
+    return configured
 
 
 def _int_at_least(minimum):
@@ -106,76 +110,36 @@ _positive_int = _int_at_least(1)
 
 
 def _add_model_args(p):
+    """The model options of `TrainConfig`, with their defaults, + channels."""
+    from keras_unet.config import TrainConfig
+
     g = p.add_argument_group("model (keras_unet.build_unet)")
-    g.add_argument(
-        "--input-size",
-        type=_positive_int,
-        default=572,
-        help="input tile size in pixels (default 572, the paper's); with valid "
-        "padding it must be n_min + 2**depth*k (188 + 16k for depth 4)",
-    )
-    g.add_argument(
-        "--depth",
-        type=_positive_int,
-        default=4,
-        help="number of 2x2 max-pools (default 4)",
-    )
-    g.add_argument(
-        "--filters",
-        type=_positive_int,
-        default=64,
-        help="channels of the first level; doubled at every level (default 64)",
-    )
-    g.add_argument(
-        "--channels",
-        type=_positive_int,
-        default=1,
-        help="input channels (default 1)",
-    )
-    g.add_argument(
-        "--classes",
-        type=_positive_int,
-        default=2,
-        help="output classes (default 2)",
-    )
-    g.add_argument(
-        "--padding",
-        choices=("valid", "same"),
-        default="valid",
-        help="'valid' (the paper: unpadded convolutions, output smaller than "
-        "input) or 'same' (default valid)",
-    )
-    g.add_argument(
-        "--batch-norm",
-        action="store_true",
-        help="batch normalization after every 3x3 conv",
-    )
-    g.add_argument(
-        "--dropout",
-        type=float,
-        default=0.5,
-        help="dropout rate at the end of the "
-        "contracting path (default 0.5; 0 disables)",
-    )
+    for field in dataclasses.fields(TrainConfig):
+        if field.metadata["group"] == "model":
+            kwargs = dict(_option_kwargs(field), default=field.default)
+            g.add_argument("--" + field.name.replace("_", "-"), **kwargs)
+    g.add_argument("--channels", type=_positive_int, default=1,
+                   help="input channels (default 1)")  # fmt: skip
+    g.add_argument("--classes", type=_positive_int, default=2,
+                   help="output classes (default 2)")  # fmt: skip
 
 
 def geometry_report(input_size, depth, padding):
     """Lines describing the tile geometry for `input_size`."""
-    from keras_unet import geometry
+    from keras_unet.geometry import UNetGeometry
 
-    out = geometry.output_size(input_size, depth, padding)
-    m = geometry.margin(depth, padding)
-    lo = max(geometry.min_input_size(depth, padding), input_size - 4 * 2**depth)
-    near = geometry.valid_input_sizes(
-        lo, input_size + 4 * 2**depth, depth, padding
+    g = UNetGeometry(depth, padding)
+    out = g.output_size(input_size)
+    near = g.valid_sizes(
+        max(g.min_input_size, input_size - 4 * g.step), input_size + 4 * g.step
     )
-    trace = geometry.size_trace(input_size, depth, padding)
+    trace = g.size_trace(input_size)
     lines = [
         "Tile geometry",
         f"  depth {depth}, padding '{padding}'",
         f"  input tile {input_size} px -> output tile {out} px",
-        f"  context margin {m} px on every side of an output tile",
-        f"  rule: {geometry.describe_rule(depth, padding)}",
+        f"  context margin {g.margin} px on every side of an output tile",
+        f"  rule: {g.describe_rule()}",
         f"  valid input sizes near {input_size}: {', '.join(map(str, near))}",
         "  feature-map sizes: " + " ".join(f"{n}" for _, n in trace),
     ]
@@ -276,7 +240,7 @@ def train_options():
 
 def _cmd_train(args):
     _quiet_tensorflow()
-    from keras_unet.config import TrainConfig
+    from keras_unet.config import RUN_INFO, TrainConfig
     from keras_unet.train import train
 
     overrides = {dest: getattr(args, dest) for _, _, kw in train_options()
@@ -284,13 +248,8 @@ def _cmd_train(args):
     config_file = args.config
     if args.resume and not config_file:
         # continue the run with its own settings (command-line options win)
-        stored = pathlib.Path(args.output or "runs/unet") / "config.json"
+        stored = pathlib.Path(args.output or TrainConfig().output) / RUN_INFO
         config_file = stored if stored.is_file() else None
-    if overrides["format"] is None and not config_file:
-        if args.masks:
-            overrides["format"] = "folders"
-        else:
-            overrides["format"] = "isbi2012" if args.data else "synthetic"
     if args.quiet:
         overrides["verbose"] = 0
     if config_file:
@@ -353,15 +312,15 @@ def _cmd_evaluate(args):
 def _cmd_export(args):
     _quiet_tensorflow()
     from keras_unet.calibration import decision_threshold
+    from keras_unet.config import read_run_info
     from keras_unet.export import export_saved_model
     from keras_unet.model import load_model
-    from keras_unet.workflows import load_run_info
 
     model = load_model(args.model, compile=False)
-    interest = load_run_info(args.model).get("class_of_interest", 1)
+    interest = read_run_info(args.model).get("class_of_interest", 1)
     threshold = args.threshold
     if threshold is None:
-        threshold = decision_threshold(args.model)
+        threshold = decision_threshold(args.model, interest)
     path = export_saved_model(
         model,
         args.output,
@@ -583,7 +542,7 @@ def build_parser():
 
 
 def main(argv=None):
-    _default_backend()
+    _choose_backend()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -591,6 +550,14 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
+    except ImportError as err:  # an optional backend or TensorFlow
+        print(
+            f"keras-unet: error: {err}. Install what is missing, e.g. pip "
+            "install 'keras-unet-paper[tensorflow]' (tf.data, TensorBoard, "
+            "SavedModel export), [jax] or [torch].",
+            file=sys.stderr,
+        )
+        return 2
     except RuntimeError as err:
         diverged = sys.modules.get("keras_unet.callbacks")
         if diverged is None or not isinstance(err, diverged.TrainingDiverged):

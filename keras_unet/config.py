@@ -17,11 +17,49 @@ import pathlib
 
 from keras_unet import geometry
 from keras_unet.checks import check_choice, check_int, check_number
-from keras_unet.recipes import DEFAULT_PRESET, PRESETS, Recipe, recipe
+from keras_unet.recipes import (
+    AUGMENTATIONS,
+    DEFAULT_PRESET,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULES,
+    WEIGHTS,
+    Recipe,
+    recipe,
+)
 
-__all__ = ["FORMATS", "TrainConfig", "option"]
+__all__ = [
+    "FORMATS",
+    "RESUMABLE",
+    "RUN_INFO",
+    "TrainConfig",
+    "option",
+    "read_run_info",
+]
 
 FORMATS = ("isbi2012", "ctc", "folders", "synthetic")
+#: The run's record beside its models: settings, recipe, data, calibration.
+RUN_INFO = "config.json"
+#: Settings a resumed run may change; the others must stay as stored.
+RESUMABLE = (
+    "epochs", "early_stopping", "verbose", "tensorboard", "resume",
+    "cache_dir", "xla", "deterministic",
+)  # fmt: skip
+
+
+def read_run_info(path) -> dict:
+    """The run's ``config.json`` for a model file or a run folder, or {}.
+
+    Examples:
+        >>> read_run_info("no/such/run/best.keras")
+        {}
+    """
+    path = pathlib.Path(path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        return json.loads((folder / RUN_INFO).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def option(default, help, *, flag=None, choices=None, minimum=None,
@@ -84,9 +122,9 @@ class TrainConfig:
     data: str | None = option(None, "dataset path: ISBI 2012 folder, Cell "
         "Tracking Challenge folder, or image folder for --format folders; "
         "omit for the built-in synthetic cells", group="data")  # fmt: skip
-    format: str = option("synthetic", "dataset layout (default: isbi2012 "
+    format: str | None = option(None, "dataset layout (default: isbi2012 "
         "when --data is given, folders with --masks, else synthetic)",
-        choices=FORMATS, group="data")  # fmt: skip
+        choices=(None, *FORMATS), group="data")  # fmt: skip
     masks: str | None = option(None, "mask folder (--format folders)",
                                group="data")  # fmt: skip
     mask_suffix: str = option("", "suffix of mask file stems, e.g. _mask "
@@ -131,9 +169,7 @@ class TrainConfig:
         "momentum 0.99), plain (a typical Keras script: Adam, unweighted "
         "cross entropy, flips only), large-batch (adam with 8 tiles per "
         "step)", choices=tuple(PRESETS), group="recipe")  # fmt: skip
-    optimizer: str | None = _from_preset(
-        "optimizer", "str", choices=("adam", "adamw", "sgd")
-    )
+    optimizer: str | None = _from_preset("optimizer", "str", choices=OPTIMIZERS)
     learning_rate: float | None = _from_preset(
         "peak learning rate", "float", minimum=0.0
     )
@@ -143,9 +179,9 @@ class TrainConfig:
     )
     weights: str | None = _from_preset(
         "loss weights: the paper's maps, class balance only, or none", "str",
-        choices=("unet", "balanced", "none"))  # fmt: skip
+        choices=WEIGHTS)  # fmt: skip
     augment: str | None = _from_preset(
-        "augmentation", "str", choices=("paper", "flips", "none")
+        "augmentation", "str", choices=AUGMENTATIONS
     )
     warmup_steps: int | None = _from_preset(
         "steps of linear learning-rate warm-up", "int", minimum=0
@@ -154,7 +190,7 @@ class TrainConfig:
         "learning rate after the warm-up: constant, or cosine decay to 0 at "
         "the end of the run",
         "str",
-        choices=("constant", "cosine"),
+        choices=SCHEDULES,
     )
     w0: float = option(10.0, "border weight w0 of the paper's maps",
                        minimum=0.0, group="recipe")  # fmt: skip
@@ -190,6 +226,13 @@ class TrainConfig:
         "line per epoch", choices=(0, 1, 2), group="execution",
         cli=False)  # fmt: skip
 
+    def __post_init__(self):
+        if self.format is None:  # what the data arguments say
+            if self.masks:
+                self.format = "folders"
+            else:
+                self.format = "isbi2012" if self.data else "synthetic"
+
     @classmethod
     def from_json(cls, path, **overrides):
         """Read a config file (JSON), then apply `overrides` (not None)."""
@@ -223,6 +266,12 @@ class TrainConfig:
         if self.format != "synthetic" and not self.data:
             raise ValueError(
                 f"`data` (a path) is needed for format={self.format!r}."
+            )
+        if self.format == "synthetic" and self.data:
+            raise ValueError(
+                "`data` is given but format='synthetic' (the built-in cells) "
+                "would not read it: pass format='isbi2012', 'ctc' or "
+                f"'folders'. Received: data={self.data!r}"
             )
         if self.format == "folders" and not self.masks:
             raise ValueError(

@@ -62,7 +62,8 @@ AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow
 PIPELINES = ("auto", "tf.data", "py_dataset")
 
 
-def tile_shapes(input_size=572, depth=4, padding="valid", model=None):
+def tile_shapes(input_size=572, depth=4, padding="valid", model=None,
+                spec=None):  # fmt: skip
     """Input and output tile shapes ``((in_h, in_w), (out_h, out_w))``.
 
     Args:
@@ -73,17 +74,21 @@ def tile_shapes(input_size=572, depth=4, padding="valid", model=None):
         padding: the network's padding (ignored when `model` is given).
         model: optional U-Net; its depth and padding are read with
             `keras_unet.model.inspect_unet`.
+        spec: optional `keras_unet.model.UNetSpec` (from `inspect_unet`,
+            with overrides for a U-Net whose geometry cannot be inferred);
+            replaces `depth`, `padding` and `model`.
 
     Examples:
         >>> tile_shapes(572, depth=4)
         ((572, 572), (388, 388))
     """
-    if model is not None:
+    if model is not None and spec is None:
         from keras_unet.model import inspect_unet
 
         spec = inspect_unet(model)
+    if spec is not None:
         depth, padding = spec.depth, spec.padding
-        fixed = tuple(model.input_shape[1:3])
+        fixed = tuple(spec.input_size)
         if input_size is None:
             input_size = fixed
         elif None not in fixed:
@@ -606,6 +611,7 @@ def make_training_dataset(
     *,
     padding="valid",
     model=None,
+    spec=None,
     num_classes=2,
     batch_size=1,
     augment=True,
@@ -646,6 +652,8 @@ def make_training_dataset(
         padding: "valid" or "same", as the network.
         model: optional U-Net to read depth and padding from (and the input
             size, if `input_size` is None and the model has a fixed one).
+        spec: optional `keras_unet.model.UNetSpec`, replacing `depth`,
+            `padding` and `model` (see `tile_shapes`).
         num_classes: number of classes; labels are checked against it.
         batch_size: tiles per batch (the paper: 1 large tile).
         augment: True or "paper" (default: `keras_unet.augment.AugmentConfig`
@@ -692,7 +700,7 @@ def make_training_dataset(
         >>> tuple(x.shape), tuple(y.shape)
         ((1, 92, 92, 1), (1, 52, 52))
     """
-    in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
+    in_hw, out_hw = tile_shapes(input_size, depth, padding, model, spec)
     config = _augment_config(augment)
     batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")
     start = check_int(start, "start", 0, "samples already drawn")
@@ -816,6 +824,7 @@ def make_validation_dataset(
     *,
     padding="valid",
     model=None,
+    spec=None,
     num_classes=2,
     batch_size=1,
 ):
@@ -839,6 +848,7 @@ def make_validation_dataset(
         depth: as `make_training_dataset`.
         padding: as `make_training_dataset`.
         model: as `make_training_dataset`.
+        spec: as `make_training_dataset`.
         num_classes: as `make_training_dataset`.
         batch_size: as `make_training_dataset`.
 
@@ -855,7 +865,7 @@ def make_validation_dataset(
         >>> len(val), val[0][0].shape
         (6, (4, 60, 60, 1))
     """
-    in_hw, out_hw = tile_shapes(input_size, depth, padding, model)
+    in_hw, out_hw = tile_shapes(input_size, depth, padding, model, spec)
     batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")
     source = _make_source(images, labels, weights, num_classes, validate=True)
     shapes = [source.shapes[i] for i in range(len(source))]

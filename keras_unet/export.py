@@ -225,7 +225,7 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
+        raise ValueError(
             "export_saved_model needs the TensorFlow backend of Keras. Save "
             "the model (model.save('unet.keras')), then load and export it in "
             "a process started with KERAS_BACKEND=tensorflow. Received: "

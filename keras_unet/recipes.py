@@ -7,17 +7,18 @@ the weighted loss and the training metrics; then call ``model.fit`` on a
 
 Recipes (`PRESETS`; every field can be overridden):
 
-- ``"adam"`` (the default): Adam 1e-3 after a linear warm-up, one 572 px
-  tile per step (the paper's "large tiles over large batches"), the
-  paper's weight maps (class balance + separation borders, w0=10, sigma=5)
-  and augmentation.
-- ``"paper"``: the paper's optimizer, SGD with momentum 0.99, otherwise as
-  "adam". The learning rate is 1e-4 with the weighted loss normalized by
-  the sum of weights: with momentum 0.99 the steady-state step is 100x the
-  learning rate, and 1e-2 collapsed to all-membrane in this project's tests.
-- ``"plain"``: what a typical Keras script does: Adam 1e-3, unweighted
-  cross entropy, flips and 90-degree rotations only (with the same
-  warm-up, so that it trains at the paper's model size too).
+- ``"adam"`` (the default): Adam 1e-3 after a linear warm-up, then a
+  cosine decay to 0 at the end of the run; one 572 px tile per step (the
+  paper's "large tiles over large batches"), the paper's weight maps (class
+  balance + separation borders, w0=10, sigma=5) and augmentation.
+- ``"paper"``: the paper's optimizer, SGD with momentum 0.99 at a constant
+  rate after the warm-up, otherwise as "adam". The learning rate is 1e-4
+  with the weighted loss normalized by the sum of weights: with momentum
+  0.99 the steady-state step is 100x the learning rate, and 1e-2 collapsed
+  to all-membrane in this project's tests.
+- ``"plain"``: what a typical Keras script does: constant Adam 1e-3,
+  unweighted cross entropy, flips and 90-degree rotations only (with the
+  same warm-up, so that it trains at the paper's model size too).
 - ``"large-batch"``: as "adam" with 8 tiles per step.
 
 Why the warm-up: Adam's first update moves every weight by about the
@@ -35,10 +36,13 @@ import dataclasses
 from keras_unet.checks import check_choice, check_int, check_number
 
 __all__ = [
+    "AUGMENTATIONS",
     "DEFAULT_PRESET",
     "OPTIMIZERS",
     "PRESETS",
     "Recipe",
+    "SCHEDULES",
+    "WEIGHTS",
     "compile_unet",
     "learning_rate_schedule",
     "make_optimizer",
@@ -168,6 +172,12 @@ def compile_unet(
     **overrides,
 ):
     """Compile a U-Net with a recipe's optimizer, loss and metrics.
+
+    This applies the recipe's optimizer, learning rate, warm-up and
+    schedule. Its data fields are the stream's: build it with
+    ``batch_size=recipe.batch_size`` and ``augment=recipe.augment``, and
+    weight maps as `keras_unet.train.prepare` makes them for
+    ``recipe.weights`` (`keras_unet.train.train` does all of this).
 
     The loss is `keras_unet.losses.WeightedCrossentropy` (sparse labels):
     per-pixel weights come from the dataset's third element as

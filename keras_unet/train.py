@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from keras_unet.callbacks import training_callbacks, write_training_curve
-from keras_unet.config import TrainConfig
+from keras_unet.config import RESUMABLE, RUN_INFO, TrainConfig, read_run_info
 from keras_unet.io import atomic_path
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
     "train",
     "write_run_info",
 ]
-
-RUN_INFO = "config.json"
 
 
 # ------------------------------------------------------------------- data
@@ -176,9 +174,13 @@ def split_validation(
     """
     names = list(names or [])
     for what, chosen in (("val_names", val_names), ("holdout", holdout_names)):
-        missing = sorted(set(chosen or []) - set(names))
+        missing = sorted(map(str, set(chosen or []) - set(names)))
         if missing:
-            raise ValueError(f"{what} {missing} are not in the data.")
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            raise ValueError(
+                f"{what} {missing} are not in the data: names are the file "
+                f"stems, as strings ({shown})."
+            )
     held = {
         i for i, name in enumerate(names) if name in set(holdout_names or [])
     }
@@ -217,6 +219,12 @@ def load_training_data(config, recipe, out) -> TrainingData:
         config.val_names,
         config.holdout_names,
     )
+    if recipe.weights == "unet" and prepared.num_classes > 2 and config.verbose:
+        print(
+            f"{prepared.num_classes} classes: the paper's border weights are "
+            "defined for two (cells and background); training with class "
+            "balance weights only."
+        )
     channels = {1 if im.ndim == 2 else im.shape[-1] for im in prepared.images}
     if len(channels) != 1:
         raise ValueError(
@@ -255,7 +263,30 @@ def open_output(config):
             f"{', '.join(sorted(missing))})."
         )
     state = json.loads((out / "state.json").read_text()) if found else {}
+    if config.resume:
+        _check_resume(config, out)
     return out, state
+
+
+def _check_resume(config, out):
+    """A resumed run keeps its settings: refuse any but `RESUMABLE`."""
+    stored = read_run_info(out).get("config")
+    if stored is None:
+        raise FileNotFoundError(
+            f"--resume: {out} has no readable {RUN_INFO} with the run's "
+            "settings, so it cannot be continued exactly."
+        )
+    given = dataclasses.asdict(config)
+    for name, value in given.items():
+        if name not in RESUMABLE and stored.get(name) != value:
+            raise ValueError(
+                f"--resume: the run in {out} was trained with "
+                f"{name}={stored.get(name)!r}; this run asks for "
+                f"{name}={value!r}. A resumed run keeps its settings (only "
+                f"{', '.join(RESUMABLE[:3])}, ... may change); start a new "
+                f"run to change {name} (e.g. --config {out / RUN_INFO} "
+                "--output NEW)."
+            )
 
 
 def _write_json(path, obj):
@@ -289,6 +320,8 @@ def write_run_info(out, config, recipe, data, **extra):
     is what they resolved to. `extra` entries are added (the decision
     threshold after training).
     """
+    if config.resume and "calibration" not in extra:  # until re-calibrated
+        extra["calibration"] = read_run_info(out).get("calibration")
     info = {
         "config": dataclasses.asdict(dataclasses.replace(config, resume=False)),
         "recipe": dataclasses.asdict(recipe),
@@ -405,7 +438,7 @@ def build_model(config, recipe, data, out, strategy=None):
         scope = strategy.scope() if strategy else contextlib.nullcontext()
         with scope:
             if config.resume:
-                return load_model(out / "last.keras")
+                return _resumed(load_model(out / "last.keras"), config, recipe)
             model = build_unet(
                 (None, None, data.channels),
                 num_classes=data.prepared.num_classes,
@@ -427,6 +460,18 @@ def build_model(config, recipe, data, out, strategy=None):
             return model
     finally:
         keras.config.set_dtype_policy(previous_policy)
+
+
+def _resumed(model, config, recipe):
+    """``last.keras``, its cosine schedule stretched to the run's new end."""
+    if recipe.schedule == "cosine":
+        from keras_unet.recipes import learning_rate_schedule
+
+        model.optimizer.learning_rate = learning_rate_schedule(
+            recipe.learning_rate, recipe.warmup_steps,
+            config.steps * config.epochs, "cosine",
+        )  # fmt: skip
+    return model
 
 
 def _tensorboard_available(config):

@@ -24,12 +24,10 @@ from keras_unet.io import (
 __all__ = [
     "evaluate_predictions",
     "list_images",
-    "load_run_info",
     "predict_files",
     "run_demo",
 ]
 
-RUN_INFO = "config.json"  # written by keras_unet.train next to the models
 PREDICTION_INFO = "predictions.json"
 
 
@@ -46,17 +44,6 @@ def list_images(path):
             f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}, .npy)."
         )
     return files
-
-
-def load_run_info(model_path):
-    """The training run's ``config.json`` next to a model file, or {}."""
-    info = pathlib.Path(model_path).with_name(RUN_INFO)
-    if info.is_file():
-        try:
-            return json.loads(info.read_text())
-        except json.JSONDecodeError:
-            return {}
-    return {}
 
 
 def _load_model(model_path):
@@ -84,16 +71,8 @@ def _input_files(inputs):
     return files
 
 
-def _model_and_meaning(model, class_of_interest, threshold):
-    """(model, its name, class of interest, decision threshold)."""
-    from keras_unet.calibration import decision_threshold
-
-    info, name = {}, "<in memory>"
-    if isinstance(model, str | pathlib.Path):
-        info, name = load_run_info(model), str(model)
-        if threshold is None:
-            threshold = decision_threshold(model)
-        model = _load_model(model)
+def _class_of_interest(model, info, class_of_interest):
+    """The class whose map is written: given, from the run, or 1 (0)."""
     num_classes = int(model.output_shape[-1])
     if class_of_interest is None:
         default = 1 if num_classes > 1 else 0
@@ -103,12 +82,16 @@ def _model_and_meaning(model, class_of_interest, threshold):
             f"class_of_interest={class_of_interest} but the model has "
             f"{num_classes} output channel(s)."
         )
-    return (
-        model,
-        name,
-        class_of_interest,
-        0.5 if threshold is None else threshold,
-    )
+    return class_of_interest
+
+
+def _check_threshold(threshold):
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(
+            "`threshold` must be a probability in [0, 1] (a pixel belongs "
+            "to the class when its probability reaches it). "
+            f"Received: threshold={threshold!r}"
+        )
 
 
 def predict_files(
@@ -155,11 +138,20 @@ def predict_files(
         A list of the written probability-map paths.
     """
     from keras_unet import figures
+    from keras_unet.calibration import decision_threshold
+    from keras_unet.config import read_run_info
     from keras_unet.tiling import predict_tiled
 
-    model, name, interest, threshold = _model_and_meaning(
-        model, class_of_interest, threshold
-    )
+    _check_threshold(threshold)
+    info, name = {}, "<in memory>"
+    if isinstance(model, str | pathlib.Path):
+        info, name = read_run_info(model), str(model)
+        model_path, model = model, _load_model(model)
+    interest = _class_of_interest(model, info, class_of_interest)
+    if threshold is None:
+        threshold = (
+            0.5 if not info else decision_threshold(model_path, interest)
+        )
     files = _input_files(inputs)
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -521,6 +521,7 @@ small = ["--depth", "2", "--filters", "2", "--input-size", "60", "--steps",
          "--synthetic-count", "4", "--synthetic-size", "64"]
 assert cli.main(["train", "--output", out + "/run", *small]) == 0
 import keras
+assert (__import__("pathlib").Path(out) / "keras_home" / "keras.json").exists()
 assert keras.backend.backend() == "jax", keras.backend.backend()
 assert cli.main(["predict", "--model", out + "/run/best.keras", "--input",
                  out + "/img", "--output", out + "/pred"]) == 0
@@ -548,6 +549,14 @@ def test_train_and_predict_without_tensorflow(tmp_path):
     )
     assert "CLI-OK" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
     assert (tmp_path / "pred" / "a.tif").is_file()
+    # Keras has now written a keras.json naming TensorFlow: a second run in
+    # the same KERAS_HOME must still pick JAX.
+    again = subprocess.run(
+        [sys.executable, "-c", CLI_WITHOUT_TENSORFLOW.replace('"/run"',
+         '"/run2"').replace('"/pred"', '"/pred2"'), str(tmp_path)],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert "CLI-OK" in again.stdout, again.stderr[-3000:]
     record = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     info = json.loads((tmp_path / "run" / "config.json").read_text())
     assert info["versions"]["backend"] == "jax"

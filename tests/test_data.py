@@ -512,3 +512,12 @@ def test_trains_on_jax_without_tensorflow_installed():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained without tensorflow on jax" in result.stdout
+
+
+def test_tile_shapes_from_a_spec():
+    from keras_unet.model import build_unet, inspect_unet
+
+    spec = inspect_unet(build_unet((92, 92, 1), depth=2, filters=2))
+    assert data.tile_shapes(None, spec=spec) == ((92, 92), (52, 52))
+    with pytest.raises(ValueError, match="only takes 92x92"):
+        data.tile_shapes(108, spec=spec)

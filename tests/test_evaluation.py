@@ -15,7 +15,7 @@ import pytest
 from isbi_cases import soft_proposal, synthetic_label
 
 from keras_unet.evaluation import evaluate_folders
-from keras_unet.io import write_image
+from keras_unet.io import read_array, write_image
 from keras_unet.scores import DEFAULT_THRESHOLDS, isbi_scores
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -196,3 +196,27 @@ def test_scores_at_the_decision_threshold(tmp_path):
     mean = np.mean([r["pixel_error_at_decision"] for r in report["images"]])
     assert report["mean"]["pixel_error_at_decision"] == pytest.approx(mean)
     assert "pixel_error_at_decision" not in evaluate_folders(pred, lab)["mean"]
+
+
+def test_evaluate_predictions_reads_the_record(tmp_path):
+    """Cell maps are inverted, their threshold too (p_cell >= t is
+    membrane < 1 - t)."""
+    from keras_unet.workflows import evaluate_predictions
+
+    pred, lab, _ = _folders(tmp_path)
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    for path in sorted(pred.iterdir()):
+        prob = np.load(path) if path.suffix == ".npy" else read_array(path)
+        write_image(cells / f"{path.stem}.tif", (1 - prob).astype(np.float32))
+    record = {"meaning": "foreground", "decision_threshold": 0.3,
+              "complete": True}  # fmt: skip
+    (cells / "predictions.json").write_text(json.dumps(record))
+    report = evaluate_predictions(cells, lab)
+    assert report["settings"]["invert"] is True
+    assert report["settings"]["decision_threshold"] == pytest.approx(0.7)
+    direct = evaluate_folders(pred, lab, decision_threshold=0.7)
+    for a, b in zip(report["images"], direct["images"]):
+        assert a["pixel_error_at_decision"] == pytest.approx(
+            b["pixel_error_at_decision"], abs=2 / 48**2
+        )  # maps equal up to float rounding of 1 - p

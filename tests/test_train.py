@@ -400,3 +400,71 @@ def test_threshold_is_calibrated_on_validation_images(tmp_path):
         == (cal["decision_threshold"])
     )
     assert decision_threshold(tmp_path / "nowhere" / "best.keras") == 0.5
+
+
+def test_resume_keeps_the_run_settings_and_stretches_the_schedule(tmp_path):
+    # No warm-up: the first run's cosine reaches 0 at its last step (3).
+    T.train(small_config(tmp_path, epochs=1, warmup_steps=0))
+    for kw, name in [
+        (dict(filters=8), "filters"),
+        (dict(learning_rate=0.5), "learning_rate"),
+        (dict(steps=5), "steps"),
+        (dict(preset="plain"), "preset"),
+    ]:
+        with pytest.raises(ValueError, match=f"trained with {name}="):
+            T.train(small_config(tmp_path, epochs=2, resume=True,
+                                 warmup_steps=0, **kw))  # fmt: skip
+    before = keras.saving.load_model(tmp_path / "run" / "last.keras")
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    # More epochs: the schedule now ends at step 9, so the resumed epochs
+    # still learn (with the first run's schedule the rate would stay 0).
+    result = T.train(
+        small_config(tmp_path, epochs=3, resume=True, warmup_steps=0)
+    )
+    pairs = zip(before.trainable_weights, result.model.trainable_weights)
+    changed = [
+        np.abs(keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b))
+        .max()
+        for a, b in pairs
+    ]  # fmt: skip
+    assert max(changed) > 1e-6
+    after = json.loads((result.output / "config.json").read_text())
+    assert after["config"]["epochs"] == 3 and info["calibration"]
+    assert after["calibration"]["model"] == "best.keras"
+
+
+def test_format_follows_the_data_arguments(tmp_path):
+    assert TrainConfig().format == "synthetic"
+    assert TrainConfig(data="x").format == "isbi2012"
+    assert TrainConfig(data="x", masks="y").format == "folders"
+    with pytest.raises(ValueError, match="format='synthetic'"):
+        TrainConfig(data="isbi", format="synthetic").check()
+
+
+def test_calibrated_threshold_for_the_other_class_and_other_models(tmp_path):
+    from keras_unet.calibration import decision_threshold
+
+    run = tmp_path / "run"
+    run.mkdir()
+    record = {"decision_threshold": 0.3, "class_of_interest": 0,
+              "model": "best.keras"}  # fmt: skip
+    (run / "config.json").write_text(json.dumps({"calibration": record}))
+    assert decision_threshold(run / "best.keras") == 0.3
+    assert decision_threshold(run / "best.keras", 0) == 0.3
+    assert decision_threshold(run / "best.keras", 1) == 0.7  # p1 >= 1 - t
+    assert decision_threshold(run / "last.keras") == 0.5  # not calibrated
+
+
+def test_calibration_finds_the_known_best_threshold():
+    from keras_unet.calibration import pixel_error_curve
+
+    rng = np.random.default_rng(0)
+    target = rng.random((64, 64)) < 0.3
+    # probabilities that separate the classes exactly at 0.35
+    prob = np.where(target, rng.uniform(0.35, 1, target.shape),
+                    rng.uniform(0, 0.34, target.shape))  # fmt: skip
+    ts = (0.2, 0.35, 0.5)
+    curve = pixel_error_curve([prob], [target], thresholds=ts)
+    assert curve[1] == 0 and curve[0] > 0 and curve[2] > 0
+    # by hand at 0.5: the class pixels below 0.5 are wrong
+    assert curve[2] == np.count_nonzero(target & (prob < 0.5)) / target.size
