@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402 (benchmarks/ is on sys.path)
+from _common import limit_threads, machine  # noqa: E402 (on sys.path)
 from stability import parse_recipe  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -159,7 +159,14 @@ def main():
     p.add_argument("--input-size", type=int, default=572)
     p.add_argument("--cache", default=str(HERE / "results" / "weight_cache"))
     p.add_argument("--out", default=str(HERE / "results" / "isbi2012.json"))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow CPU threads (default: all cores)",
+    )
     args = p.parse_args()
+    limit_threads(args.threads)
     results = {
         "machine": machine(),
         "backend": keras.backend.backend(),

@@ -27,7 +27,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-from _common import machine  # noqa: E402 (benchmarks/ is on sys.path)
+from _common import limit_threads, machine  # noqa: E402 (on sys.path)
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "isbi2012-em"
@@ -121,11 +121,7 @@ def main():
         help="TensorFlow CPU threads (default: all cores)",
     )
     args = p.parse_args()
-    if args.threads and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+    limit_threads(args.threads)
     results = {
         "machine": machine(),
         "backend": keras.backend.backend(),
