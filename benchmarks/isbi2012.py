@@ -26,7 +26,6 @@ Run: ``python benchmarks/isbi2012.py [--recipes adam plain] [--seeds 0 1
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -35,13 +34,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import limit_threads, machine  # noqa: E402 (on sys.path)
+from _common import recipe_parser, report_header  # noqa: E402 (on sys.path)
 from stability import parse_recipe  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "isbi2012-em"
 PAPER = {
     "warping_error": 0.0003529,
     "rand_error": 0.0382,
@@ -149,31 +146,13 @@ def summarize(runs, recipes):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(DATA))
-    p.add_argument("--recipes", nargs="+", default=["adam", "plain"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--steps-per-epoch", type=int, default=100)
-    p.add_argument("--filters", type=int, default=16)
-    p.add_argument("--input-size", type=int, default=572)
-    p.add_argument("--cache", default=str(HERE / "results" / "weight_cache"))
-    p.add_argument("--out", default=str(HERE / "results" / "isbi2012.json"))
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="TensorFlow CPU threads (default: all cores)",
+    p = recipe_parser(
+        __doc__.split("\n")[0], "isbi2012-em", ["adam", "plain"], 1500, 16
     )
+    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument("--out", default=str(HERE / "results" / "isbi2012.json"))
     args = p.parse_args()
-    limit_threads(args.threads)
-    results = {
-        "machine": machine(),
-        "backend": keras.backend.backend(),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "paper_test_set": PAPER,
-        "runs": [],
-    }
+    results = report_header(args, paper_test_set=PAPER)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

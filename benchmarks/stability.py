@@ -18,7 +18,6 @@ Run (about 5 s per step on 2 CPU cores, 0.05 s on an H100):
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -27,10 +26,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-from _common import limit_threads, machine  # noqa: E402 (on sys.path)
+from _common import recipe_parser, report_header  # noqa: E402 (on sys.path)
 
 HERE = pathlib.Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "isbi2012-em"
 
 
 def parse_recipe(text):
@@ -105,29 +103,10 @@ def run_one(text, seed, args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(DATA))
-    p.add_argument("--recipes", nargs="+", default=["adam"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--filters", type=int, default=64)
-    p.add_argument("--input-size", type=int, default=572)
-    p.add_argument("--cache", default=str(HERE / "results" / "weight_cache"))
+    p = recipe_parser(__doc__.split("\n")[0], "isbi2012-em", ["adam"], 300, 64)
     p.add_argument("--out", default=str(HERE / "results" / "stability.json"))
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="TensorFlow CPU threads (default: all cores)",
-    )
     args = p.parse_args()
-    limit_threads(args.threads)
-    results = {
-        "machine": machine(),
-        "backend": keras.backend.backend(),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "runs": [],
-    }
+    results = report_header(args)
     for text in args.recipes:
         for seed in args.seeds:
             run = run_one(text, seed, args)
