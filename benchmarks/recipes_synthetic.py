@@ -32,11 +32,12 @@ def run_one(recipe, seed, steps, workdir):
     from scipy import ndimage
 
     from keras_unet import datasets, train
+    from keras_unet.config import TrainConfig
     from keras_unet.scores import isbi_scores, seg_iou
     from keras_unet.tiling import predict_tiled
     from keras_unet.weights import separate_instances
 
-    config = train.TrainConfig(
+    config = TrainConfig(
         format="synthetic",
         synthetic_count=10,
         synthetic_size=256,
@@ -58,7 +59,9 @@ def run_one(recipe, seed, steps, workdir):
     for image, inst in zip(images, instances):
         prob = predict_tiled(result.model, image, verbose=0)
         scores = isbi_scores(prob[..., 0], separate_instances(inst))
-        cells, _ = ndimage.label(prob[..., 1] > 0.5)
+        # cells where their probability reaches the calibrated threshold
+        threshold = result.calibration.get("decision_threshold", 0.5)
+        cells, _ = ndimage.label(prob[..., 1] >= threshold)
         rows.append(
             {
                 "seg_iou": seg_iou(cells, inst),
