@@ -15,6 +15,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_pair",
+    "check_probability",
     "check_range",
 ]
 
@@ -90,6 +91,23 @@ def check_number(
             f"Received: {name}={value!r}"
         )
     return value
+
+
+def check_probability(value, name, hint=""):
+    """Return `value` as a float in [0, 1] (both ends), or raise a ValueError.
+
+    Examples:
+        >>> check_probability(0.5, "threshold")
+        0.5
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and 0.0 <= float(value) <= 1.0):
+        what = f" ({hint})" if hint else ""
+        raise ValueError(
+            f"`{name}` must be a probability in [0, 1]{what}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
 
 
 def check_choice(value, name, choices, hint=""):

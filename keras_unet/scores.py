@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from keras_unet import topology
-from keras_unet.checks import check_choice
+from keras_unet.checks import check_choice, check_probability
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -246,16 +246,8 @@ def check_same_shape(prob, label, prob_name="membrane_prob"):
 
 
 def _check_threshold(threshold, name="threshold") -> float:
-    if (
-        not isinstance(threshold, numbers.Real)
-        or isinstance(threshold, bool)
-        or not 0.0 <= float(threshold) <= 1.0
-    ):
-        raise ValueError(
-            f"`{name}` must be a number in [0, 1] (a pixel is membrane when "
-            f"its probability is at least that). Received: {name}={threshold!r}"
-        )
-    return float(threshold)
+    return check_probability(threshold, name, "a pixel is membrane when its "
+                             "probability is at least that")  # fmt: skip
 
 
 def check_thresholds(thresholds) -> np.ndarray:

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from keras_unet.checks import check_probability
 from keras_unet.io import (
     IMAGE_SUFFIXES,
     atomic_path,
@@ -85,15 +86,6 @@ def _class_of_interest(model, info, class_of_interest):
     return class_of_interest
 
 
-def _check_threshold(threshold):
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(
-            "`threshold` must be a probability in [0, 1] (a pixel belongs "
-            "to the class when its probability reaches it). "
-            f"Received: threshold={threshold!r}"
-        )
-
-
 def predict_files(
     model,
     inputs,
@@ -142,16 +134,16 @@ def predict_files(
     from keras_unet.config import read_run_info
     from keras_unet.tiling import predict_tiled
 
-    _check_threshold(threshold)
-    info, name = {}, "<in memory>"
+    if threshold is not None:
+        check_probability(threshold, "threshold", "a pixel belongs to the "
+                          "class when its probability reaches it")  # fmt: skip
+    info, name, path = {}, "<in memory>", None
     if isinstance(model, str | pathlib.Path):
-        info, name = read_run_info(model), str(model)
-        model_path, model = model, _load_model(model)
+        info, name, path = read_run_info(model), str(model), model
+        model = _load_model(model)
     interest = _class_of_interest(model, info, class_of_interest)
-    if threshold is None:
-        threshold = (
-            0.5 if not info else decision_threshold(model_path, interest)
-        )
+    if threshold is None:  # calibrated with the run, else 0.5
+        threshold = 0.5 if path is None else decision_threshold(path, interest)
     files = _input_files(inputs)
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

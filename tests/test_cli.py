@@ -586,3 +586,14 @@ def test_evaluate_imports_neither_keras_nor_tensorflow(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "pixel_error 0" in out.stdout
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan"), True, "0.5"])
+def test_predict_files_refuses_a_threshold_outside_0_1(tmp_path, threshold):
+    from keras_unet.workflows import predict_files
+
+    model = keras_unet.build_unet((None, None, 1), depth=2, filters=2)
+    out = tmp_path / "pred"
+    with pytest.raises(ValueError, match=r"probability in \[0, 1\]"):
+        predict_files(model, tmp_path, out, threshold=threshold)
+    assert not out.exists()  # refused before anything is written
