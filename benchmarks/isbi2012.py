@@ -16,7 +16,8 @@ unweighted cross entropy, flips only, constant Adam 1e-3), ``paper``
 (SGD, momentum 0.99).
 
 CPU budget (default): 16 base filters, 572 px tiles, batch 1, 1500 steps,
-seeds 0-2: about 10 minutes per run on 2 cores. The paper's numbers (U-Net
+seeds 0-2: 20-24 minutes per run on one core (two runs side by side on
+a 2-core Intel Xeon). The paper's numbers (U-Net
 on the challenge's secret test labels): warping 0.000353, Rand 0.0382,
 pixel 0.0611.
 
