@@ -43,11 +43,13 @@ _EXPORTS = {
     "predict_tiled": "keras_unet.tiling",
     "predict_tiled_batch": "keras_unet.tiling",
     "export_saved_model": "keras_unet.export",
+    "export_bioimageio": "keras_unet.bioimageio",
     "TrainConfig": "keras_unet.config",
     "compile_unet": "keras_unet.recipes",
 }
 _SUBMODULES = (
     "augment",
+    "bioimageio",
     "calibration",
     "callbacks",
     "checks",

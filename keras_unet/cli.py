@@ -316,6 +316,8 @@ def _cmd_export(args):
     from keras_unet.export import export_saved_model
     from keras_unet.model import load_model
 
+    if args.format == "bioimageio":
+        return _export_bioimageio(args)
     model = load_model(args.model, compile=False)
     interest = read_run_info(args.model).get("class_of_interest", 1)
     threshold = args.threshold
@@ -478,18 +480,93 @@ def _add_evaluate(sub):
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _export_bioimageio(args):
+    """``export --format bioimageio``: the zoo package of a run's model."""
+    from keras_unet.bioimageio import export_bioimageio
+    from keras_unet.config import read_run_info
+    from keras_unet.model import load_model
+
+    saved_model_only = {"--tta": args.tta, "--tile-size": args.tile_size,
+                        "--threshold": args.threshold is not None}  # fmt: skip
+    for flag, given in saved_model_only.items():
+        if given:
+            raise ValueError(
+                f"{flag} applies to --format savedmodel; a bioimage.io "
+                "package leaves tiling to the consumer. Drop it."
+            )
+    model = load_model(args.model, compile=False)
+    training = read_run_info(args.model)
+    path = export_bioimageio(
+        model,
+        args.output,
+        name=args.name,
+        description=args.description,
+        authors=args.author,
+        license=args.license,
+        input_dtype=args.input_dtype,
+        training=training,
+        class_of_interest=training.get("class_of_interest", 1),
+        overwrite=args.overwrite,
+    )
+    print(
+        f"Wrote the bioimage.io package {path}; check it with `bioimageio "
+        f"test {path}`, and see docs/bioimageio.md for Fiji (deepImageJ), "
+        "ilastik and napari."
+    )
+    return 0
+
+
+def _add_bioimageio_options(p):
+    zoo = p.add_argument_group(
+        "--format bioimageio (BioImage Model Zoo; docs/bioimageio.md)"
+    )
+    zoo.add_argument("--name", help="the model's name in the zoo (required)")
+    zoo.add_argument(
+        "--description", help="what it segments, one sentence (required)"
+    )
+    zoo.add_argument(
+        "--author",
+        action="append",
+        help="an author's name; repeat for several (required)",
+    )
+    zoo.add_argument(
+        "--license", help="SPDX license identifier, e.g. MIT (required)"
+    )
+    zoo.add_argument(
+        "--input-dtype",
+        choices=("uint8", "uint16", "float32"),
+        default="uint8",
+        help="dtype of the images users give (uint8/uint16 are scaled to "
+        "[0, 1] as in training)",
+    )
+
+
 def _add_export(sub):
     p = sub.add_parser(
         "export",
-        help="export a SavedModel for TensorFlow Serving",
+        help="export a SavedModel for TensorFlow Serving, or a BioImage "
+        "Model Zoo package (Fiji/deepImageJ, ilastik, napari)",
         description="Export a trained model as a SavedModel whose "
         "serving_default signature takes one image of any size and returns "
         "the full-size probability map (mirroring, tiling, optional TTA and "
-        "soft-max inside the graph).",
+        "soft-max inside the graph); or, with --format bioimageio, as a "
+        "bioimage.io zip that deepImageJ (Fiji), ilastik, QuPath, napari "
+        "and bioimageio.core run, tiling large images with the model's "
+        "halo (needs pip install 'keras-unet-paper[bioimageio]').",
     )
     p.add_argument("--model", required=True, help="a .keras model file")
     p.add_argument(
-        "--output", required=True, help="SavedModel folder, e.g. serving/unet/1"
+        "--output",
+        required=True,
+        help="SavedModel folder, e.g. serving/unet/1; or the .zip of "
+        "--format bioimageio",
+    )
+    p.add_argument(
+        "--format",
+        choices=("savedmodel", "bioimageio"),
+        default="savedmodel",
+        help="savedmodel (TensorFlow Serving) or bioimageio (BioImage "
+        "Model Zoo)",
     )
     p.add_argument(
         "--tta",
@@ -512,8 +589,9 @@ def _add_export(sub):
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing SavedModel folder",
+        help="replace an existing SavedModel folder (or zip)",
     )
+    _add_bioimageio_options(p)
     p.set_defaults(func=_cmd_export)
 
 

@@ -3,7 +3,8 @@
 The graph is `keras_unet.tiling.predict_tiled` in TensorFlow ops: the tile
 plan of `keras_unet.tiling` and the transforms of `keras_unet.tta`,
 evaluated on tensors from the image's dynamic size. TensorFlow Serving runs
-it without keras_unet or Keras (requests: docs/serving.md).
+it without keras_unet or Keras (requests: docs/serving.md). The BioImage
+Model Zoo package is `keras_unet.bioimageio` (re-exported here).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from keras_unet.io import atomic_folder
 from keras_unet.mirror import check_mirror, mirror_index
 from keras_unet.tta import average_over_transforms, resolve_tta
 
-__all__ = ["INPUT_DTYPES", "METADATA_FILE", "export_saved_model"]
+__all__ = [
+    "INPUT_DTYPES",
+    "METADATA_FILE",
+    "export_bioimageio",
+    "export_saved_model",
+]
 
 INPUT_DTYPES = ("uint8", "uint16", "float32")
 METADATA_FILE = "keras_unet.json"
@@ -289,3 +295,14 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
         archive.write_out(str(tmp), verbose=False)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return path
+
+
+def export_bioimageio(model, path, **metadata):
+    """Write a BioImage Model Zoo package (a bioimage.io ``.zip``).
+
+    See `keras_unet.bioimageio.export_bioimageio` (needs the extra
+    ``keras-unet-paper[bioimageio]``).
+    """
+    from keras_unet.bioimageio import export_bioimageio as export
+
+    return export(model, path, **metadata)
