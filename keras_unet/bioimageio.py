@@ -27,6 +27,7 @@ import dataclasses
 import gc
 import pathlib
 import shutil
+import string
 import tempfile
 import warnings
 
@@ -135,6 +136,19 @@ def _check_text(value, name, example):
             f"{name}={value!r}"
         )
     return value.strip()
+
+
+def _check_name(name):
+    """The zoo's rule: 5-128 letters, digits, spaces and ``_+-()``."""
+    name = _check_text(name, "name", "U-Net HeLa cells")
+    allowed = set(string.ascii_letters + string.digits + "_+- ()")
+    if not 5 <= len(name) <= 128 or not set(name) <= allowed:
+        raise ValueError(
+            "`name` must have 5 to 128 characters, only letters, digits, "
+            "spaces and _ + - ( ) (the BioImage Model Zoo's rule), e.g. "
+            f"'U-Net HeLa cells'. Received: name={name!r}"
+        )
+    return name
 
 
 def _check_authors(authors):
@@ -580,10 +594,13 @@ def export_bioimageio(model, path, *, name=None, description=None,
     from bioimageio.spec.model import v0_5
 
     meta = {
-        "name": _check_text(name, "name", "U-Net HeLa cells"),
+        "name": _check_name(name),
         "description": _check_text(description, "description",
                                    "Segments HeLa cells in DIC images."),
-        "authors": _check_authors(authors),
+        "authors": [
+            _validated(v0_5.Author, "authors", **a)
+            for a in _check_authors(authors)
+        ],
         "license": _check_license(license),
     }  # fmt: skip
     path = _check_output(path, overwrite)
@@ -620,7 +637,9 @@ def _write_package(lib, v0_5, out, network, meta, parts, formats,
                          dtype, classes, training)  # fmt: skip
         (folder / "README.md").write_text(readme)
         source, target = _tensors(v0_5, spec, zoo, dtype, files, classes)
-        descr = v0_5.ModelDescr(
+        descr = _validated(
+            v0_5.ModelDescr,
+            "",
             **meta,
             cite=[PAPER_CITATION, PACKAGE_CITATION, *cite],
             documentation=v0_5.FileDescr(source=folder / "README.md"),
@@ -632,6 +651,22 @@ def _write_package(lib, v0_5, out, network, meta, parts, formats,
             config={"keras_unet": _config(spec, zoo, training)},
         )
         lib.save_bioimageio_package(descr, output_path=out)
+
+
+def _validated(descr_class, field, **fields):
+    """The description (of `field`), or a one-line ValueError with the
+    spec's reason."""
+    import pydantic
+
+    try:
+        return descr_class(**fields)
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in (field, *first["loc"]) if part)
+        raise ValueError(
+            f"The BioImage Model Zoo format refuses `{where}`: "
+            f"{first['msg']}. Received: {str(first.get('input'))[:80]!r}"
+        ) from None
 
 
 def _class_names(names, k):

@@ -37,8 +37,13 @@ META = {
 
 @pytest.fixture(autouse=True)
 def _in_tmp_path(tmp_path, monkeypatch):
-    """bioimageio.core unzips SavedModel weights into the working folder."""
+    """bioimageio.core unzips SavedModel weights into the working folder,
+    and sets KERAS_BACKEND (default "torch") for the rest of the process
+    when it first loads Keras weights: keep both inside the test."""
+    import keras
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +104,21 @@ def test_input_dtypes_pass_bioimageio_test(model, dtype, tmp_path):
         expected[0, 20:-20, 20:-20], (exp / exp.sum(-1, keepdims=True))[0],
         atol=1e-5,
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bioimageio_test_command(package):
+    """The command the zoo's CI runs (``bioimageio test``), in a fresh
+    process."""
+    import subprocess
+
+    command = [sys.executable, "-m", "bioimageio.core", "test"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(
+        [*command, str(package.resolve())], capture_output=True,
+        text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
 
 def test_package_contents_and_geometry(package):
@@ -244,6 +264,9 @@ def test_cli_export(model, tmp_path, capsys):
     "change, message",
     [
         ({"name": None}, "`name` is required"),
+        ({"name": "U4"}, "5 to 128 characters"),
+        ({"name": "U-Net/cells"}, "only letters"),
+        ({"authors": ["A/B"]}, "format refuses `authors.name`"),
         ({"description": "  "}, "`description` is required"),
         ({"authors": []}, "`authors` is required"),
         ({"authors": [{"affiliation": "x"}]}, "`authors` is required"),
