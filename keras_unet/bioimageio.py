@@ -7,12 +7,13 @@ deepImageJ (Fiji), ilastik, QuPath, the napari plugins and bioimageio.core
 run it (docs/bioimageio.md).
 
 The exported network is the U-Net with its soft-max (sigmoid for one
-channel) inside and its output zero-padded back to the input size by the
-margin. The description gives the consumer what `UNetGeometry` knows:
-valid input sizes ``min + step * n``, and a ``halo`` (the margin, rounded
-up so that blocks stay ``step``-aligned) that the consumer cuts from every
-block of output, so that it tiles large images the paper's way: each block
-sees the context of its output, and the image is mirrored at its borders.
+channel) inside and its output zero-padded back to the block size. The
+description gives the consumer what `UNetGeometry` knows (`zoo_geometry`):
+valid block sizes ``min + step * n`` and a ``halo`` that the consumer cuts
+from every side of every output block, with the image mirrored at its
+borders. Blocks then fall on the pooling grid of `predict_tiled` (for
+depth >= 3 the network crops 4 px at the top and left to get there), so
+the consumer's tiled result is `predict_tiled`'s, without seams.
 
 Needs the optional extra: ``pip install "keras-unet-paper[bioimageio]"``.
 
@@ -313,7 +314,8 @@ def _tensors(v0_5, spec, zoo, dtype, files, classes):
 
     source = v0_5.InputTensorDescr(
         id=inp,
-        description=f"image, {dtype}; scaled to [0, 1] as in training",
+        description=f"image, {dtype}; "
+        + ("as in training" if hi is None else f"divided by {hi:g} to [0, 1]"),
         axes=input_axes,
         test_tensor=v0_5.FileDescr(source=files["test_input"]),
         sample_tensor=v0_5.FileDescr(source=files["sample_input"]),
@@ -421,8 +423,9 @@ def _check_formats(formats):
         if keras.backend.backend() != "tensorflow":
             raise ValueError(
                 "The SavedModel weights need the TensorFlow backend of Keras: "
-                "run with KERAS_BACKEND=tensorflow, or pass "
-                "weight_formats=['keras_v3']. Received: "
+                "run with KERAS_BACKEND=tensorflow, or export "
+                "weight_formats=['keras_v3'] (CLI: --weight-format keras_v3). "
+                "Received: "
                 f"backend={keras.backend.backend()!r}"
             )
     return formats

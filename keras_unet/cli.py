@@ -482,7 +482,7 @@ def _add_evaluate(sub):
 
 def _export_bioimageio(args):
     """``export --format bioimageio``: the zoo package of a run's model."""
-    from keras_unet.bioimageio import export_bioimageio
+    from keras_unet.bioimageio import WEIGHT_FORMATS, export_bioimageio
     from keras_unet.config import read_run_info
     from keras_unet.model import load_model
 
@@ -506,6 +506,7 @@ def _export_bioimageio(args):
         input_dtype=args.input_dtype,
         training=training,
         class_of_interest=training.get("class_of_interest", 1),
+        weight_formats=args.weight_format or WEIGHT_FORMATS,
         overwrite=args.overwrite,
     )
     print(
@@ -531,6 +532,13 @@ def _add_bioimageio_options(p):
     )
     zoo.add_argument(
         "--license", help="SPDX license identifier, e.g. MIT (required)"
+    )
+    zoo.add_argument(
+        "--weight-format",
+        action="append",
+        choices=("keras_v3", "tensorflow_saved_model_bundle"),
+        help="weights to include; repeat for several (default: both; the "
+        "SavedModel needs KERAS_BACKEND=tensorflow)",
     )
     zoo.add_argument(
         "--input-dtype",

@@ -258,6 +258,12 @@ def test_cli_export(model, tmp_path, capsys):
     assert cli.main(argv) == 2  # refuses to overwrite
     assert "exists" in _error(capsys)
     assert out.read_bytes() == before
+    keras_only = tmp_path / "keras_only.zip"
+    argv[argv.index(str(out))] = str(keras_only)
+    assert cli.main([*argv, "--weight-format", "keras_v3"]) == 0
+    assert "tf_saved_model.zip" not in zipfile.ZipFile(keras_only).namelist()
+    assert cli.main([*argv[:-2], "--tta"]) == 2  # SavedModel-only option
+    assert "--tta applies to --format savedmodel" in _error(capsys)
 
 
 @pytest.mark.parametrize(
