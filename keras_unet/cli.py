@@ -146,6 +146,18 @@ def geometry_report(input_size, depth, padding):
     return lines
 
 
+def _print_summary(model):
+    """Keras' layer table, whole when piped (rich crops at 80 columns)."""
+    columns = os.environ.get("COLUMNS")
+    if columns is None and not sys.stdout.isatty():
+        os.environ["COLUMNS"] = "120"
+    try:
+        model.summary(line_length=110)
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+
+
 def _cmd_summary(args):
     _quiet_tensorflow()
     from keras_unet.model import build_unet
@@ -159,7 +171,7 @@ def _cmd_summary(args):
         padding=args.padding,
         batch_norm=args.batch_norm,
     )
-    model.summary(line_length=110)
+    _print_summary(model)
     print("\n".join(geometry_report(args.input_size, args.depth, args.padding)))
     return 0
 

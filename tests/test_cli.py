@@ -28,6 +28,17 @@ def test_summary_prints_layers_and_geometry(capsys):
     assert "556, 572, 588" in out
 
 
+def test_summary_table_is_whole_when_piped(capsys, monkeypatch):
+    # capsys is not a terminal, like `keras-unet summary | less`: rich would
+    # crop the table at 80 columns, cutting the "Connected to" column.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert cli.main(["summary", "--depth", "2", "--filters", "4"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r[:1] in "│┃"]
+    assert rows and all(r.rstrip()[-1] in "│┃" for r in rows)
+    assert any("Connected to" in r for r in rows)
+    assert "COLUMNS" not in os.environ
+
+
 def test_summary_small_model(capsys):
     assert (
         cli.main(
