@@ -299,6 +299,7 @@ def _cmd_predict(args):
         tile_size=args.tile_size,
         batch_size=args.batch_size,
         overlays=not args.no_overlay,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -466,6 +467,12 @@ def _add_predict(sub):
     p.add_argument(
         "--no-overlay", action="store_true", help="skip overlay PNGs"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier keras-unet predict output folder (never "
+        "a folder holding other files)",
+    )
     p.set_defaults(func=_cmd_predict)
 
 
@@ -553,6 +560,26 @@ def build_parser():
     return parser
 
 
+def _resource_message(err):
+    """One line for a failure of the machine: full disk, memory, I/O."""
+    import errno
+
+    if isinstance(err, MemoryError):
+        return (
+            f"out of memory ({err or 'MemoryError'}); use a smaller "
+            "--tile-size or --batch-size, or a machine with more memory"
+        )
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on the device{where}; free space or choose "
+            "another output (no file was left half-written)"
+        )
+    if err.errno == errno.EROFS:
+        return f"read-only file system{where}; choose another output"
+    return f"{err.strerror or err}{where} ({type(err).__name__})"
+
+
 def main(argv=None):
     _choose_backend()
     parser = build_parser()
@@ -588,6 +615,11 @@ def main(argv=None):
             raise
         print(f"keras-unet: error: {err}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError) as err:  # the machine, not the input
+        if os.environ.get("KERAS_UNET_DEBUG"):
+            raise
+        print(f"keras-unet: error: {_resource_message(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("keras-unet: interrupted", file=sys.stderr)
         return 130
