@@ -173,9 +173,7 @@ def read_image(path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"No such image file: {path}")
     if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
+        return _read_tiff(path)
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(
@@ -186,6 +184,18 @@ def read_image(path) -> np.ndarray:
     elif image.ndim == 3 and image.shape[-1] == 4:
         image = image[..., [2, 1, 0, 3]]
     return np.ascontiguousarray(image)
+
+
+def _read_tiff(path):
+    import tifffile
+
+    try:
+        return np.asarray(tifffile.imread(path))
+    except (ValueError, OSError, EOFError, IndexError, KeyError) as err:
+        raise ValueError(
+            f"Could not read {path} as a TIFF (damaged or truncated? "
+            f"tifffile: {err}); replace or remove the file."
+        ) from err
 
 
 def write_image(path, image) -> pathlib.Path:

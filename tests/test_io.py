@@ -138,3 +138,18 @@ def test_list_files_and_files_by_stem(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     with pytest.raises(ValueError, match="share a name stem 'a'"):
         files_by_stem(list_files(tmp_path), tmp_path)
+
+
+def test_a_truncated_tiff_is_named_in_one_line(tmp_path):
+    import tifffile
+
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(
+        whole, np.arange(200 * 200, dtype=np.uint16).reshape(200, 200)
+    )
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(
+        ValueError, match=r"Could not read .*cut\.tif as a TIFF"
+    ):
+        read_image(cut)
