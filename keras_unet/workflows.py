@@ -139,7 +139,6 @@ def predict_files(
         FileExistsError: `output_dir` is not empty and `overwrite` is
             False, or it holds files this function does not write.
     """
-    from keras_unet import figures
     from keras_unet.calibration import decision_threshold
     from keras_unet.config import read_run_info
     from keras_unet.tiling import predict_tiled
@@ -170,7 +169,7 @@ def predict_files(
                 tta=tta, verbose=0,
             )[..., interest].astype(np.float32)  # fmt: skip
             overlay = (
-                figures.overlay(image, prob >= threshold) if overlays else None
+                _overlay(image, prob >= threshold, record) if overlays else None
             )
             written.append(out / _write_prediction(tmp, f.stem, prob,
                                                    overlay).name)  # fmt: skip
@@ -179,6 +178,24 @@ def predict_files(
                 print(f"{f} -> {written[-1]} ({seconds:.1f} s)")
         _write_record(tmp, files=written, **record)
     return written
+
+
+def _class_name(class_of_interest, num_classes):
+    """What a class means to a biologist: membrane, cells or class k."""
+    if num_classes <= 2:
+        return "membrane" if class_of_interest == 0 else "cells"
+    return f"class {class_of_interest}"
+
+
+def _overlay(image, chosen, record):
+    """The image with the chosen pixels in red, and a legend saying so."""
+    from keras_unet import figures
+
+    name = _class_name(record["class_of_interest"], record["num_classes"])
+    text = f"{name} (p >= {record['threshold']:.2f})"
+    return figures.with_legend(
+        figures.overlay(image, chosen), [(figures.RED, text)]
+    )
 
 
 def check_prediction_folder(out, overwrite=False):
@@ -431,19 +448,27 @@ def _score_one(model, item, interest, threshold):
     row.update({k: scores[k] for k in ("pixel_error", "rand_error",
                                        "warping_error")})  # fmt: skip
     chosen = prob[..., interest] >= threshold
+    legend = [(figures.RED, f"predicted {_class_name(interest, 2)} "
+               f"(p >= {threshold:.2f})")]  # fmt: skip
     if instances is not None:
         segmented, _ = ndimage.label(chosen)
         row["seg_iou"] = seg_iou(segmented, instances)
         panels = [image, figures.color_instances(instances),
-                  figures.overlay(image, ~chosen),
-                  figures.color_instances(segmented)]  # fmt: skip
-        titles = ["held-out image", "true cells", "predicted background",
+                  figures.overlay(image, chosen),
+                  figures.color_matched(segmented, instances)]  # fmt: skip
+        titles = ["held-out image", "true cells", "predicted cells",
                   "segmented cells"]  # fmt: skip
+        legend.append((figures.UNMATCHED, "segmented cells: the colour of "
+                       "the true cell matched; grey: none"))  # fmt: skip
     else:
         panels = [image, figures.overlay(image, label == 0),
                   figures.overlay(image, chosen)]  # fmt: skip
         titles = ["held-out slice", "true membrane", "predicted membrane"]
-    figure = figures.panel_grid(panels, titles, ncols=len(panels))
+    note = "  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in row.items()
+                     if k != "image")  # fmt: skip
+    figure = figures.with_legend(
+        figures.panel_grid(panels, titles, ncols=len(panels)), legend, note
+    )
     return row, prob[..., interest], figure
 
 
