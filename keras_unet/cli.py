@@ -343,10 +343,15 @@ def _cmd_export(args):
         threshold=threshold,
         class_of_interest=interest if model.output_shape[-1] == 2 else 1,
     )
+    base = pathlib.Path(path).resolve().parent  # <base>/<name>/<version>
     print(
         f"Wrote the SavedModel {path} (serving_default: image of any size "
-        f"-> probabilities, and labels at threshold {threshold:g}); see "
-        "docs/serving.md for TensorFlow Serving."
+        f"-> probabilities, and labels at threshold {threshold:g}).\n"
+        "Serve it: docker run --rm -p 8501:8501 --mount type=bind,source="
+        f"{base},target=/models/{base.name} -e MODEL_NAME={base.name} -t "
+        'tensorflow/serving\nthen POST {"instances": [image.tolist()]} to '
+        f"http://localhost:8501/v1/models/{base.name}:predict (more: python "
+        "-m pydoc keras_unet.export)."
     )
     return 0
 

@@ -195,7 +195,8 @@ def test_train_predict_evaluate_export(tmp_path, capsys):
         prob = read_image(pred / f"c{i}.tif")
         assert prob.dtype == np.float32 and prob.shape == (64, 72)
         assert 0 <= prob.min() and prob.max() <= 1
-        assert read_image(pred / "overlays" / f"c{i}.png").shape == (64, 72, 3)
+        shown = read_image(pred / "overlays" / f"c{i}.png")
+        assert shown.shape[0] > 64 and shown.shape[1:] == (72, 3)  # + legend
     record = json.loads((pred / "predictions.json").read_text())
     assert (
         record["class_of_interest"] == 1 and record["meaning"] == "foreground"
@@ -235,6 +236,11 @@ def test_train_predict_evaluate_export(tmp_path, capsys):
         == 0
     )
     assert (export / "saved_model.pb").is_file()
+    said = capsys.readouterr().out
+    # how to serve it, runnable as printed (no pointer to a file that only
+    # exists in a clone of the repository)
+    assert f"source={export.parent.resolve()},target=/models/serving" in said
+    assert "/v1/models/serving:predict" in said and "docs/" not in said
     assert (
         cli.main(
             [
