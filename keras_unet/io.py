@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import numpy as np
 
@@ -20,9 +21,11 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "files_by_stem",
+    "folder_lock",
     "list_files",
     "read_array",
     "read_image",
+    "remove_temporaries",
     "to_float_image",
     "write_image",
 ]
@@ -159,6 +162,56 @@ def atomic_folder(path, overwrite=False):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what="keras-unet run"):
+    """Hold an exclusive lock on `folder` (its ``.lock`` file) in the block.
+
+    The operating system drops the lock when the process ends, however it
+    ends, so a killed run never leaves a stale lock behind. On systems
+    without ``fcntl`` (Windows) the block runs unlocked.
+
+    Raises:
+        FileExistsError: another process holds the lock (it is named).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = pathlib.Path(folder) / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise FileExistsError(
+            f"{folder} is in use by another {what} ({holder}); wait for it "
+            "to end or choose another output folder."
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def remove_temporaries(folder, stems):
+    """Delete the temporary files `atomic_path` left in `folder` for files
+    named `stems` when a write was killed (``.<stem>.<random>.tmp<ext>``).
+
+    Call it only while holding `folder_lock`, so no write is in progress.
+    """
+    for path in pathlib.Path(folder).iterdir():
+        stem = path.name[1:].split(".", 1)[0]
+        if path.name.startswith(".") and ".tmp" in path.name and stem in stems:
+            path.unlink()
 
 
 def read_image(path) -> np.ndarray:
