@@ -1,7 +1,8 @@
 """Keras callbacks of a keras_unet run: checkpoints, logs, divergence.
 
-- `UNetCheckpoint`: atomic ``best.keras`` / ``last.keras`` with the state
-  needed to resume (``state.json``).
+- `UNetCheckpoint`: atomic ``best.keras`` (weights only) / ``last.keras``
+  (with the optimizer, and inside it the state needed to resume exactly;
+  ``state.json`` is a readable copy).
 - `StopOnDivergence`: ends training with `TrainingDiverged` at the first
   non-finite loss, before a checkpoint could store the broken weights.
 - `TrainingCurve`: redraws ``training_curve.png`` from the CSV log.
@@ -16,6 +17,7 @@ import json
 import math
 import pathlib
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -27,7 +29,9 @@ __all__ = [
     "TrainingCurve",
     "TrainingDiverged",
     "UNetCheckpoint",
+    "read_checkpoint_state",
     "read_csv_log",
+    "restore_random_state",
     "training_callbacks",
     "write_training_curve",
 ]
@@ -70,15 +74,55 @@ class StopOnDivergence(keras.callbacks.Callback):
         )
 
 
+STATE_ENTRY = "keras_unet_state.json"  # the resume state, inside last.keras
+
+
+def read_checkpoint_state(path) -> dict:
+    """The resume state stored inside a ``last.keras`` ({} if none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(STATE_ENTRY))
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return {}
+
+
+def _random_variables(model):
+    """The random-generator states of the model's layers (dropout), by
+    layer name: Keras saves weights, not these."""
+    return {
+        f"{layer.name}/{i}": v
+        for layer in model.layers
+        for i, v in enumerate(
+            v for v in layer.variables if "seed_generator" in v.path
+        )
+    }
+
+
+def restore_random_state(model, state):
+    """Set the dropout generators to where a checkpoint's run left them,
+    so that a resumed run draws the masks of an uninterrupted one."""
+    saved = state.get("random_state", {})
+    for name, variable in _random_variables(model).items():
+        if name in saved:
+            variable.assign(np.asarray(saved[name], variable.dtype))
+
+
+def _weights_only(model):
+    """The same layers and weights without optimizer and compile state."""
+    return keras.Model(model.input, model.output, name=model.name)
+
+
 class UNetCheckpoint(keras.callbacks.Callback):
     """Best and last checkpoints, written atomically, with resume state.
 
-    After every epoch ``last.keras`` (model + optimizer state) and
-    ``state.json`` (epochs done, training steps done, samples drawn, best
-    value) are replaced atomically: a crash or Ctrl-C at any moment leaves
-    the previous complete files. ``best.keras`` is replaced when the
-    monitored value improves. `save_last` is also called when training is
-    interrupted.
+    ``last.keras`` (model + optimizer state, and the resume state inside
+    the same file: epochs and steps done, samples drawn, best value, the
+    dropout generators) is replaced atomically every `save_every` epochs,
+    at the end of training and on Ctrl-C (`save_last`); ``state.json`` is
+    a readable copy of its state. A kill at any moment leaves a complete
+    earlier ``last.keras`` that resumes exactly. ``best.keras`` (the
+    network and its weights, no optimizer: a third of the size) is
+    replaced when the monitored value improves.
 
     Steps are counted here, batch by batch, not read from the optimizer:
     with float16 loss scaling the optimizer skips steps whose gradients
@@ -91,11 +135,11 @@ class UNetCheckpoint(keras.callbacks.Callback):
         mode: "min", "max", or "auto" ("max" for names containing "iou",
             "accuracy" or "dice", else "min").
         batch_size: samples per step (to record samples drawn).
+        save_every: epochs between ``last.keras`` writes (>= 1).
     """
 
-    def __init__(
-        self, directory, monitor="val_loss", mode="auto", batch_size=1
-    ):
+    def __init__(self, directory, monitor="val_loss", mode="auto",
+                 batch_size=1, save_every=1):  # fmt: skip
         super().__init__()
         if mode == "auto":
             better_high = any(k in monitor for k in ("iou", "accuracy", "dice"))
@@ -108,11 +152,13 @@ class UNetCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.batch_size = batch_size
+        self.save_every = max(1, int(save_every))
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch = None
         self.epochs_done = 0
         self.steps_done = 0
         self.samples_drawn = 0
+        self._saved_at = None  # steps_done of the last write
 
     @property
     def last_path(self):
@@ -127,26 +173,44 @@ class UNetCheckpoint(keras.callbacks.Callback):
         return self.directory / "state.json"
 
     def restore(self, state):
-        """Continue from a ``state.json`` written by `save_last`."""
+        """Continue from the state of a ``last.keras`` (`save_last`)."""
         if state.get("best") is not None:
             self.best = float(state["best"])
         self.best_epoch = state.get("best_epoch")
         self.epochs_done = int(state.get("epochs_done", 0))
         self.steps_done = int(state.get("steps_done", 0))
         self.samples_drawn = int(state.get("samples_drawn", 0))
+        self._saved_at = self.steps_done if state else None
 
-    def _save(self, path):
+    def _save(self, path, model, state=None):
         with atomic_path(path) as tmp:
-            self.model.save(tmp)
+            model.save(tmp)
+            if state is not None:
+                with zipfile.ZipFile(tmp, "a") as archive:
+                    archive.writestr(STATE_ENTRY, json.dumps(state, indent=2))
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps_done += 1
         self.samples_drawn += self.batch_size
 
-    def save_last(self, interrupted=False):
-        """Write ``last.keras`` and ``state.json``; returns the state."""
-        self._save(self.last_path)
-        state = {
+    def _catch_up(self):
+        """After Ctrl-C inside a step: the optimizer may have applied a
+        step whose batch end never came; count it, or a resumed run would
+        train that batch twice."""
+        applied = int(
+            keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        )
+        missed = applied - self.steps_done
+        if missed == 1:
+            self.steps_done += 1
+            self.samples_drawn += self.batch_size
+
+    def _state(self, interrupted):
+        random_state = {
+            name: keras.ops.convert_to_numpy(v).tolist()
+            for name, v in _random_variables(self.model).items()
+        }
+        return {
             "epochs_done": self.epochs_done,
             "steps_done": self.steps_done,
             "samples_drawn": self.samples_drawn,
@@ -155,10 +219,23 @@ class UNetCheckpoint(keras.callbacks.Callback):
             "best": None if math.isinf(self.best) else float(self.best),
             "best_epoch": self.best_epoch,
             "interrupted": interrupted,
+            "random_state": random_state,
             "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        with atomic_path(self.state_path) as tmp:
+
+    def save_last(self, interrupted=False):
+        """Write ``last.keras`` (with its state) and ``state.json``.
+
+        Returns:
+            The state.
+        """
+        if interrupted:
+            self._catch_up()
+        state = self._state(interrupted)
+        self._save(self.last_path, self.model, state)
+        with atomic_path(self.state_path) as tmp:  # a copy to read
             tmp.write_text(json.dumps(state, indent=2) + "\n")
+        self._saved_at = self.steps_done
         return state
 
     def on_epoch_end(self, epoch, logs=None):
@@ -173,8 +250,13 @@ class UNetCheckpoint(keras.callbacks.Callback):
             if better:
                 self.best = float(value)
                 self.best_epoch = epoch + 1
-                self._save(self.best_path)
-        self.save_last()
+                self._save(self.best_path, _weights_only(self.model))
+        if self.epochs_done % self.save_every == 0:
+            self.save_last()
+
+    def on_train_end(self, logs=None):
+        if self._saved_at != self.steps_done:  # the interval's remainder
+            self.save_last()
 
 
 class TrainingCurve(keras.callbacks.Callback):
@@ -236,6 +318,7 @@ def training_callbacks(
     batch_size=1,
     append_log=False,
     mode="auto",
+    save_every=1,
 ):
     """The standard callbacks of a keras_unet run.
 
@@ -249,21 +332,24 @@ def training_callbacks(
             installed).
         batch_size: samples per step (recorded for resuming).
         append_log: append to an existing CSV log (when resuming).
+        save_every: epochs between ``last.keras`` writes.
 
     Returns:
-        A list: `UNetCheckpoint`, `StopOnDivergence`, CSVLogger,
-        training-curve writer, and TensorBoard / EarlyStopping when enabled.
-        The checkpoint callback is first.
+        A list: CSVLogger, `UNetCheckpoint`, `StopOnDivergence`, the
+        training-curve writer, and TensorBoard / EarlyStopping when
+        enabled.
     """
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = UNetCheckpoint(
-        out, monitor=monitor, mode=mode, batch_size=batch_size
+        out, monitor, mode, batch_size=batch_size, save_every=save_every
     )
     callbacks = [
+        # the log row of an epoch before its checkpoint: a kill between the
+        # two leaves a row that resuming trims and trains again, not a gap
+        keras.callbacks.CSVLogger(str(out / "log.csv"), append=append_log),
         checkpoint,
         StopOnDivergence(checkpoint),
-        keras.callbacks.CSVLogger(str(out / "log.csv"), append=append_log),
         TrainingCurve(out / "log.csv", out / "training_curve.png"),
     ]
     if tensorboard == "auto":

@@ -146,6 +146,18 @@ def geometry_report(input_size, depth, padding):
     return lines
 
 
+def _print_summary(model):
+    """Keras' layer table, whole when piped (rich crops at 80 columns)."""
+    columns = os.environ.get("COLUMNS")
+    if columns is None and not sys.stdout.isatty():
+        os.environ["COLUMNS"] = "120"
+    try:
+        model.summary(line_length=110)
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+
+
 def _cmd_summary(args):
     _quiet_tensorflow()
     from keras_unet.model import build_unet
@@ -159,7 +171,7 @@ def _cmd_summary(args):
         padding=args.padding,
         batch_norm=args.batch_norm,
     )
-    model.summary(line_length=110)
+    _print_summary(model)
     print("\n".join(geometry_report(args.input_size, args.depth, args.padding)))
     return 0
 
@@ -287,6 +299,7 @@ def _cmd_predict(args):
         tile_size=args.tile_size,
         batch_size=args.batch_size,
         overlays=not args.no_overlay,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -332,10 +345,15 @@ def _cmd_export(args):
         threshold=threshold,
         class_of_interest=interest if model.output_shape[-1] == 2 else 1,
     )
+    base = pathlib.Path(path).resolve().parent  # <base>/<name>/<version>
     print(
         f"Wrote the SavedModel {path} (serving_default: image of any size "
-        f"-> probabilities, and labels at threshold {threshold:g}); see "
-        "docs/serving.md for TensorFlow Serving."
+        f"-> probabilities, and labels at threshold {threshold:g}).\n"
+        "Serve it: docker run --rm -p 8501:8501 --mount type=bind,source="
+        f"{base},target=/models/{base.name} -e MODEL_NAME={base.name} -t "
+        'tensorflow/serving\nthen POST {"instances": [image.tolist()]} to '
+        f"http://localhost:8501/v1/models/{base.name}:predict (more: python "
+        "-m pydoc keras_unet.export)."
     )
     return 0
 
@@ -456,6 +474,12 @@ def _add_predict(sub):
     p.add_argument(
         "--no-overlay", action="store_true", help="skip overlay PNGs"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier keras-unet predict output folder (never "
+        "a folder holding other files)",
+    )
     p.set_defaults(func=_cmd_predict)
 
 
@@ -511,15 +535,17 @@ def _export_bioimageio(args):
     )
     print(
         f"Wrote the bioimage.io package {path}; check it with `bioimageio "
-        f"test {path}`, and see docs/bioimageio.md for Fiji (deepImageJ), "
-        "ilastik and napari."
+        f"test {path}`. Fiji: Plugins > DeepImageJ > DeepImageJ Install Model, "
+        "then DeepImageJ Run; ilastik: Neural Network Classification > "
+        "Load model; "
+        "napari: Plugins > BioImage.IO Model Manager."
     )
     return 0
 
 
 def _add_bioimageio_options(p):
     zoo = p.add_argument_group(
-        "--format bioimageio (BioImage Model Zoo; docs/bioimageio.md)"
+        "--format bioimageio (BioImage Model Zoo: Fiji, ilastik, napari)"
     )
     zoo.add_argument("--name", help="the model's name in the zoo (required)")
     zoo.add_argument(
@@ -627,6 +653,26 @@ def build_parser():
     return parser
 
 
+def _resource_message(err):
+    """One line for a failure of the machine: full disk, memory, I/O."""
+    import errno
+
+    if isinstance(err, MemoryError):
+        return (
+            f"out of memory ({err or 'MemoryError'}); use a smaller "
+            "--tile-size or --batch-size, or a machine with more memory"
+        )
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on the device{where}; free space or choose "
+            "another output (no file was left half-written)"
+        )
+    if err.errno == errno.EROFS:
+        return f"read-only file system{where}; choose another output"
+    return f"{err.strerror or err}{where} ({type(err).__name__})"
+
+
 def main(argv=None):
     _choose_backend()
     parser = build_parser()
@@ -637,12 +683,14 @@ def main(argv=None):
     try:
         return args.func(args)
     except ImportError as err:  # an optional backend or TensorFlow
-        print(
-            f"keras-unet: error: {err}. Install what is missing, e.g. pip "
-            "install 'keras-unet-paper[tensorflow]' (tf.data, TensorBoard, "
-            "SavedModel export), [jax] or [torch].",
-            file=sys.stderr,
+        hint = (
+            ""
+            if "pip install" in str(err)  # the message names its extra
+            else ". Install what is missing, e.g. pip install "
+            "'keras-unet-paper[tensorflow]' (tf.data, TensorBoard, "
+            "SavedModel export), [jax] or [torch]."
         )
+        print(f"keras-unet: error: {err}{hint}", file=sys.stderr)
         return 2
     except RuntimeError as err:
         diverged = sys.modules.get("keras_unet.callbacks")
@@ -662,6 +710,11 @@ def main(argv=None):
             raise
         print(f"keras-unet: error: {err}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError) as err:  # the machine, not the input
+        if os.environ.get("KERAS_UNET_DEBUG"):
+            raise
+        print(f"keras-unet: error: {_resource_message(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("keras-unet: interrupted", file=sys.stderr)
         return 130

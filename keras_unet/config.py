@@ -43,7 +43,7 @@ RUN_INFO = "config.json"
 #: Settings a resumed run may change; the others must stay as stored.
 RESUMABLE = (
     "epochs", "early_stopping", "verbose", "tensorboard", "resume",
-    "cache_dir", "xla", "deterministic",
+    "cache_dir", "xla", "deterministic", "save_every",
 )  # fmt: skip
 
 
@@ -205,6 +205,10 @@ class TrainConfig:
                        minimum=0)  # fmt: skip
     # execution
     output: str = option("runs/unet", "output folder", group="execution")
+    save_every: int = option(1, "epochs between last.keras writes (model "
+        "and optimizer: 370 MB at the paper's size; also written at the "
+        "end and on Ctrl-C)", minimum=1, metavar="EPOCHS",
+        group="execution")  # fmt: skip
     resume: bool = option(False, "continue the run in --output from "
         "last.keras, with the settings of its config.json (options given "
         "here win)", group="execution")  # fmt: skip

@@ -501,12 +501,23 @@ def _read_mask(path, image_path, image_shape):
     return mask.astype(np.int32)
 
 
+_MAX_INFERRED_CLASSES = 32
+
+
 def _class_masks(masks, num_classes):
-    """Class-index masks (0/255 becomes 0/1) and the number of classes."""
+    """Class-index masks (0/255 becomes 0/1) and the number of classes.
+
+    Without `num_classes`, the values must be the classes 0..K-1 with no
+    gap: a mask of 0 and 128 (a binary mask saved with another foreground
+    value) or of hundreds of object ids would otherwise become a task of
+    129 or hundreds of classes, silently.
+    """
     values = np.unique(np.concatenate([np.unique(m) for m in masks]))
     if set(values.tolist()) <= {0, 255}:
         masks = [(m > 0).astype(np.int32) for m in masks]
         values = np.array([0, 1])
+    if num_classes is None:
+        _check_inferred_classes(values)
     k = int(values.max()) + 1 if num_classes is None else int(num_classes)
     if values.min() < 0 or values.max() >= k:
         raise ValueError(
@@ -514,6 +525,24 @@ def _class_masks(masks, num_classes):
             f"num_classes={k}."
         )
     return masks, max(k, 2)
+
+
+def _check_inferred_classes(values):
+    shown = values.tolist()[:8] + (["..."] if len(values) > 8 else [])
+    if len(values) < values.max() - values.min() + 1:  # a gap
+        raise ValueError(
+            f"Masks hold the values {shown}, not the classes 0..K-1: for a "
+            "binary mask with another foreground value convert it "
+            "(mask > 0), or keep them as classes in Python: "
+            "load_folders(..., num_classes=K)."
+        )
+    if values.min() >= 0 and values.max() + 1 > _MAX_INFERRED_CLASSES:
+        raise ValueError(
+            f"Masks hold {len(values)} values up to {values.max()} "
+            f"({shown}): object ids? Use mask_type='instances' (--mask-type "
+            "instances), or, if they are classes, load_folders(..., "
+            "num_classes=K) in Python."
+        )
 
 
 def load_folders(

@@ -31,7 +31,7 @@ from keras_unet.io import (
 
 __all__ = ["evaluate_folders"]
 
-_PROB_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
+PROB_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 _LABEL_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 # The columns of metrics.csv (those of the measures computed).
 _REPORT_KEYS = (
@@ -63,6 +63,7 @@ def evaluate_folders(
     invert=False,
     predicted_membrane="singletons",
     decision_threshold=None,
+    model=None,
     on_image=None,
 ) -> dict:
     """Score a folder of membrane probability maps against a folder of labels.
@@ -96,6 +97,8 @@ def evaluate_folders(
             which the model is read (see `keras_unet.calibration`); adds
             ``pixel_error_at_decision`` and ``rand_error_at_decision`` to
             every row and to the mean.
+        model: optional name of the model that made the maps, written in
+            ``settings`` and in every row.
         on_image: optional callable ``on_image(index, total, row)`` called
             after each image with its report row (e.g. to print progress).
 
@@ -136,12 +139,13 @@ def evaluate_folders(
         "decision_threshold": None
         if decision_threshold is None
         else float(scores.check_thresholds(decision_threshold)[0]),
+        "model": None if model is None else str(model),
     }
     pairs, unpaired = _pair_files(prob_dir, label_dir)
     images = []
     for stem, (prob_path, label_path) in pairs.items():
         row = _score_pair(stem, prob_path, label_path, settings)
-        images.append(row)
+        images.append(row if model is None else {**row, "model": str(model)})
         if on_image is not None:
             on_image(len(images) - 1, len(pairs), row)
     mean = {"name": "mean", "n_images": len(images)}
@@ -183,11 +187,11 @@ def _files_by_stem(folder, suffixes, what):
 
 def _pair_files(prob_dir, label_dir):
     """({stem: (map, label)} sorted by stem, stems of labels without map)."""
-    maps = _files_by_stem(prob_dir, _PROB_SUFFIXES, "probability map")
+    maps = _files_by_stem(prob_dir, PROB_SUFFIXES, "probability map")
     labels = _files_by_stem(label_dir, _LABEL_SUFFIXES, "label")
     if not maps:
         raise ValueError(
-            f"No probability maps ({', '.join(_PROB_SUFFIXES)}) found in "
+            f"No probability maps ({', '.join(PROB_SUFFIXES)}) found in "
             f"{prob_dir}. Received: prob_dir={str(prob_dir)!r}"
         )
     missing = sorted(set(maps) - set(labels))

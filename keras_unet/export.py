@@ -3,8 +3,16 @@
 The graph is `keras_unet.tiling.predict_tiled` in TensorFlow ops: the tile
 plan of `keras_unet.tiling` and the transforms of `keras_unet.tta`,
 evaluated on tensors from the image's dynamic size. TensorFlow Serving runs
-it without keras_unet or Keras (requests: docs/serving.md). The BioImage
-Model Zoo package is `keras_unet.bioimageio` (re-exported here).
+it without keras_unet or Keras. The BioImage Model Zoo package is
+`keras_unet.bioimageio` (re-exported here). Serving (the project's
+docs/serving.md has the details)::
+
+    docker run --rm -p 8501:8501 -e MODEL_NAME=unet \
+        --mount type=bind,source=$PWD/serving/unet,target=/models/unet \
+        -t tensorflow/serving
+    # REST: POST http://localhost:8501/v1/models/unet:predict with the JSON
+    # {"instances": [image.tolist()]} (an (H, W) or (H, W, C) image); the
+    # answer's "predictions" hold the signature's outputs per image.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from keras_unet.io import write_image
 
 __all__ = [
     "color_instances",
+    "color_matched",
     "colormap",
     "line_plot",
     "overlay",
@@ -20,7 +21,11 @@ __all__ = [
     "save_panels",
     "to_display",
     "weight_map_figure",
+    "with_legend",
 ]
+
+RED = (255, 40, 40)  # the class of interest, in every overlay
+UNMATCHED = (150, 150, 150)
 
 
 def to_display(image, lo_pct=0.5, hi_pct=99.5) -> np.ndarray:
@@ -46,14 +51,60 @@ def to_display(image, lo_pct=0.5, hi_pct=99.5) -> np.ndarray:
     return image
 
 
+def _palette(ids, seed):
+    """A bright colour per id (black for 0), the same for the same ids."""
+    rng = np.random.default_rng(seed)
+    colors = rng.integers(70, 256, size=(len(ids), 3), dtype=np.uint8)
+    colors[ids == 0] = 0
+    return colors
+
+
 def color_instances(instances, seed=0) -> np.ndarray:
     """Random bright colour per instance id, black background."""
     instances = np.asarray(instances)
     ids, inverse = np.unique(instances, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    colors = rng.integers(70, 256, size=(len(ids), 3), dtype=np.uint8)
-    colors[ids == 0] = 0
-    return colors[inverse.reshape(instances.shape)]
+    return _palette(ids, seed)[inverse.reshape(instances.shape)]
+
+
+def color_matched(segmented, instances, seed=0) -> np.ndarray:
+    """Segments in the colour of the true cell each one matches.
+
+    A segment matches the true cell of which it covers more than half (the
+    rule of `keras_unet.scores.seg_iou`) and takes its colour in
+    ``color_instances(instances, seed)``, so the two pictures compare by
+    eye; a segment matching no cell is grey, the background black.
+    """
+    segmented = np.asarray(segmented)
+    instances = np.asarray(instances)
+    ids = np.unique(instances)
+    palette = _palette(ids, seed)
+    out = np.zeros((*segmented.shape, 3), np.uint8)
+    out[segmented > 0] = UNMATCHED
+    pairs, overlap = np.unique(
+        np.stack([instances.ravel(), segmented.ravel()]), axis=1,
+        return_counts=True,
+    )  # fmt: skip
+    sizes = dict(zip(*np.unique(instances, return_counts=True)))
+    for (cell, segment), n in zip(pairs.T, overlap):
+        if cell > 0 and segment > 0 and 2 * n > sizes[cell]:
+            out[segmented == segment] = palette[np.searchsorted(ids, cell)]
+    return out
+
+
+def with_legend(image, entries=(), note="") -> np.ndarray:
+    """`image` above a white band: a line per ``(colour, text)`` entry (a
+    swatch and the text), then `note` (e.g. the scores)."""
+    import cv2
+
+    image = to_display(image)
+    lines = [*entries] + ([(None, note)] if note else [])
+    band = np.full((20 * len(lines) + 6, image.shape[1], 3), 255, np.uint8)
+    for row, (color, text) in enumerate(lines):
+        v = 20 * row + 16
+        if color is not None:
+            cv2.rectangle(band, (6, v - 10), (20, v + 2), color, -1)
+        _text(band, text, (26 if color is not None else 6, v), 0.42)
+    return np.concatenate([image, band], axis=0)
 
 
 def colormap(values, vmin=None, vmax=None, name="viridis") -> np.ndarray:
@@ -74,7 +125,7 @@ def colormap(values, vmin=None, vmax=None, name="viridis") -> np.ndarray:
     return bgr[..., ::-1]
 
 
-def overlay(image, mask, color=(255, 40, 40), alpha=0.45) -> np.ndarray:
+def overlay(image, mask, color=RED, alpha=0.45) -> np.ndarray:
     """Blend `color` over a grey image where `mask` is true (or weighted)."""
     base = to_display(image).astype(np.float64)
     m = np.asarray(mask, dtype=np.float64)[..., None] * alpha
@@ -182,24 +233,36 @@ def _data_range(data):
     return xmin, xmax, ymin - pad, ymax + pad
 
 
+def _x_ticks(xmin, xmax):
+    """Five ticks; whole numbers (epochs, steps) when the range is."""
+    if float(xmin).is_integer() and float(xmax).is_integer():
+        step = max(1, int(np.ceil((xmax - xmin) / 4)))
+        return np.arange(xmin, xmax + 0.5, step)
+    return xmin + (xmax - xmin) * np.arange(5) / 4
+
+
 def line_plot(
     series, title="", xlabel="", ylabel="", size=(420, 640), log_y=False
 ) -> np.ndarray:
     """A small line plot: ``series`` maps a name to ``(x, y)`` sequences.
 
-    Returns an RGB image with axes, tick labels and a legend.
+    Returns an RGB image with axes, tick labels (whole numbers on an
+    integer x axis, e.g. epochs; "log scale" marked on the y axis) and a
+    legend beside the plot area, never over the curves.
     """
     import cv2
 
     h, w = size
     img = np.full((h, w, 3), 255, np.uint8)
-    x0, x1, y0, y1 = 70, w - 20, h - 50, 34  # plot area: left, right, ...
+    x0, x1, y0, y1 = 70, w - 150, h - 50, 34  # plot area; legend at right
     _text(img, title, (x0, 22), 0.55)
     cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
     data = _finite_series(series, log_y)
     if not data:
         return img
     xmin, xmax, ymin, ymax = _data_range(data)
+    if all(float(v).is_integer() for d in data for v in d[1]):
+        xmin, xmax = np.floor(xmin), np.ceil(xmax)
 
     def px(x, y):
         u = x0 + (x - xmin) / (xmax - xmin) * (x1 - x0)
@@ -211,10 +274,13 @@ def line_plot(
         v = int(round(px(xmin, fy)[1]))
         cv2.line(img, (x0, v), (x1, v), (225, 225, 225), 1)
         _text(img, f"{10**fy:.3g}" if log_y else f"{fy:.3g}", (4, v + 4))
-        fx = xmin + (xmax - xmin) * k / 4
-        _text(img, f"{fx:.4g}", (int(round(px(fx, ymin)[0])) - 12, y0 + 16))
+    for fx in _x_ticks(xmin, xmax):
+        u = int(round(px(fx, ymin)[0]))
+        cv2.line(img, (u, y0), (u, y0 + 4), (0, 0, 0), 1)
+        _text(img, f"{fx:.4g}", (u - 8, y0 + 16))
     _text(img, xlabel, ((x0 + x1) // 2 - 30, h - 12), 0.45)
-    _text(img, ylabel, (4, y1 - 8), 0.45)
+    _text(img, " ".join(filter(None, [ylabel, "(log scale)" * log_y])),
+          (4, y1 - 8), 0.45)  # fmt: skip
     for i, (name, x, y) in enumerate(data):
         color = _COLORS[i % len(_COLORS)]
         pts = np.rint(px(x, y)).astype(np.int32)
@@ -224,9 +290,9 @@ def line_plot(
         else:
             cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, color, 2,
                           cv2.LINE_AA)  # fmt: skip
-        ly = y1 + 16 + 18 * i
-        cv2.line(img, (x1 - 150, ly - 4), (x1 - 125, ly - 4), color, 2)
-        _text(img, name, (x1 - 120, ly), 0.45)
+        ly = y1 + 12 + 18 * i
+        cv2.line(img, (x1 + 10, ly - 4), (x1 + 32, ly - 4), color, 2)
+        _text(img, name[:16], (x1 + 36, ly), 0.42)
     return img
 
 

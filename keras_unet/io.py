@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import numpy as np
 
@@ -20,9 +21,11 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "files_by_stem",
+    "folder_lock",
     "list_files",
     "read_array",
     "read_image",
+    "remove_temporaries",
     "to_float_image",
     "write_image",
 ]
@@ -161,6 +164,56 @@ def atomic_folder(path, overwrite=False):
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def folder_lock(folder, what="keras-unet run"):
+    """Hold an exclusive lock on `folder` (its ``.lock`` file) in the block.
+
+    The operating system drops the lock when the process ends, however it
+    ends, so a killed run never leaves a stale lock behind. On systems
+    without ``fcntl`` (Windows) the block runs unlocked.
+
+    Raises:
+        FileExistsError: another process holds the lock (it is named).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = pathlib.Path(folder) / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise FileExistsError(
+            f"{folder} is in use by another {what} ({holder}); wait for it "
+            "to end or choose another output folder."
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def remove_temporaries(folder, stems):
+    """Delete the temporary files `atomic_path` left in `folder` for files
+    named `stems` when a write was killed (``.<stem>.<random>.tmp<ext>``).
+
+    Call it only while holding `folder_lock`, so no write is in progress.
+    """
+    for path in pathlib.Path(folder).iterdir():
+        stem = path.name[1:].split(".", 1)[0]
+        if path.name.startswith(".") and ".tmp" in path.name and stem in stems:
+            path.unlink()
+
+
 def read_image(path) -> np.ndarray:
     """Read an image file as stored (no scaling): PNG/JPEG/BMP/TIFF.
 
@@ -173,9 +226,7 @@ def read_image(path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"No such image file: {path}")
     if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
+        return _read_tiff(path)
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(
@@ -186,6 +237,18 @@ def read_image(path) -> np.ndarray:
     elif image.ndim == 3 and image.shape[-1] == 4:
         image = image[..., [2, 1, 0, 3]]
     return np.ascontiguousarray(image)
+
+
+def _read_tiff(path):
+    import tifffile
+
+    try:
+        return np.asarray(tifffile.imread(path))
+    except (ValueError, OSError, EOFError, IndexError, KeyError) as err:
+        raise ValueError(
+            f"Could not read {path} as a TIFF (damaged or truncated? "
+            f"tifffile: {err}); replace or remove the file."
+        ) from err
 
 
 def write_image(path, image) -> pathlib.Path:

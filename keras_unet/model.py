@@ -449,6 +449,14 @@ def load_model(path, compile=True):
             "model.save('name.keras'); for a SavedModel use "
             "tf.saved_model.load."
         )
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a readable .keras file (a .keras file is a zip "
+            "archive; this one is damaged or truncated): save the model "
+            "again, or use another checkpoint (best.keras / last.keras)."
+        )
     return keras.saving.load_model(path, compile=compile)
 
 

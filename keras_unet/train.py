@@ -2,8 +2,8 @@
 
 `train(config)` runs, in order:
 
-1. `open_output`: the output folder (refuses to overwrite a run unless
-   resuming), and the resume state;
+1. `open_output`: the output folder, locked for this run (refuses to
+   overwrite a run unless resuming), and the resume state;
 2. `load_training_data`: read the dataset (`load_data`), make class
    labels and the recipe's weight maps (`prepare`), split validation and
    held-out images (`split_validation`);
@@ -32,9 +32,16 @@ import pathlib
 import keras
 import numpy as np
 
-from keras_unet.callbacks import training_callbacks, write_training_curve
+from keras_unet.callbacks import (
+    UNetCheckpoint,
+    read_checkpoint_state,
+    read_csv_log,
+    restore_random_state,
+    training_callbacks,
+    write_training_curve,
+)
 from keras_unet.config import RESUMABLE, RUN_INFO, TrainConfig, read_run_info
-from keras_unet.io import atomic_path
+from keras_unet.io import atomic_path, folder_lock, remove_temporaries
 
 __all__ = [
     "Prepared",
@@ -236,9 +243,38 @@ def load_training_data(config, recipe, out) -> TrainingData:
 # ----------------------------------------------------------------- output
 
 
+# What a run writes at the top of its folder (their temporaries too).
+_RUN_FILES = ("last", "best", "state", "config", "log", "training_curve")
+
+
+@contextlib.contextmanager
 def open_output(config):
-    """The output folder and the resume state ({} for a new run) (step 1)."""
+    """The output folder and the resume state ({} for a new run) (step 1).
+
+    A context: the folder is locked for this run until the block ends (a
+    second run into it is refused; a killed run's lock goes with it), and
+    temporaries of a killed write are removed.
+    """
     out = pathlib.Path(config.output)
+    _check_not_an_input(config, out)
+    _check_writable(out)
+    with folder_lock(out, "keras-unet train"):
+        remove_temporaries(out, _RUN_FILES)
+        yield out, _run_state(config, out)
+
+
+def _check_not_an_input(config, out):
+    """The run's files never go among the data it reads."""
+    for name in ("data", "masks"):
+        given = getattr(config, name)
+        if given and out.resolve() == pathlib.Path(given).resolve():
+            raise ValueError(
+                f"--output {out} is the --{name} folder: the run would write "
+                "among its own inputs; choose another --output."
+            )
+
+
+def _check_writable(out):
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".keras_unet_write_test"
@@ -249,23 +285,49 @@ def open_output(config):
             f"Cannot write to the output folder {out}: {err.strerror}. "
             "Choose another --output."
         ) from None
-    found = [n for n in ("last.keras", "state.json") if (out / n).exists()]
-    if found and not config.resume:
+
+
+def _run_state(config, out):
+    """The state inside ``last.keras`` (or, for older runs, state.json)."""
+    last = out / "last.keras"
+    if last.exists() and not config.resume:
         raise FileExistsError(
-            f"{out} already holds a training run ({', '.join(found)}). Pass "
+            f"{out} already holds a training run (last.keras). Pass "
             "--resume to continue it, or choose another --output; nothing "
             "was overwritten."
         )
-    if config.resume and len(found) < 2:
-        missing = {"last.keras", "state.json"} - set(found)
+    if not config.resume:
+        return {}
+    if not last.exists():
         raise FileNotFoundError(
-            f"--resume: {out} holds no run to resume (missing "
-            f"{', '.join(sorted(missing))})."
+            f"--resume: {out} holds no checkpoint (last.keras) to resume: "
+            "the run stopped before its first one; start it again without "
+            "--resume."
         )
-    state = json.loads((out / "state.json").read_text()) if found else {}
-    if config.resume:
-        _check_resume(config, out)
-    return out, state
+    state = read_checkpoint_state(last)
+    if not state and (out / "state.json").is_file():
+        state = json.loads((out / "state.json").read_text())
+    if not state:
+        raise FileNotFoundError(
+            f"--resume: {last} holds no resume state and there is no "
+            "state.json beside it; start a new run."
+        )
+    _check_resume(config, out)
+    _trim_log(out / "log.csv", int(state.get("epochs_done", 0)))
+    _write_json(out / "state.json", state)  # the copy matches last.keras
+    return state
+
+
+def _trim_log(path, epochs_done):
+    """Drop log rows of epochs after the checkpoint: they are trained again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    epochs = read_csv_log(path).get("epoch", [])
+    keep = [0] + [i + 1 for i, e in enumerate(epochs) if e < epochs_done]
+    if len(keep) < len(lines):
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(lines[i] for i in keep))
 
 
 def _check_resume(config, out):
@@ -426,7 +488,7 @@ def make_streams(config, recipe, data, samples_drawn, replicas=1):
     return Streams(stream, stream(samples_drawn), val_ds)
 
 
-def build_model(config, recipe, data, out, strategy=None):
+def build_model(config, recipe, data, out, strategy=None, state=None):
     """A new compiled U-Net, or ``last.keras`` when resuming (step 5)."""
     from keras_unet.model import build_unet, load_model
     from keras_unet.recipes import compile_unet
@@ -438,7 +500,8 @@ def build_model(config, recipe, data, out, strategy=None):
         scope = strategy.scope() if strategy else contextlib.nullcontext()
         with scope:
             if config.resume:
-                return _resumed(load_model(out / "last.keras"), config, recipe)
+                model = load_model(out / "last.keras")
+                return _resumed(model, config, recipe, state or {})
             model = build_unet(
                 (None, None, data.channels),
                 num_classes=data.prepared.num_classes,
@@ -462,8 +525,10 @@ def build_model(config, recipe, data, out, strategy=None):
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _resumed(model, config, recipe):
-    """``last.keras``, its cosine schedule stretched to the run's new end."""
+def _resumed(model, config, recipe, state):
+    """``last.keras``: its dropout generators where the run left them, its
+    cosine schedule stretched to the run's new end."""
+    restore_random_state(model, state)
     if recipe.schedule == "cosine":
         from keras_unet.recipes import learning_rate_schedule
 
@@ -495,7 +560,7 @@ def fit(model, config, streams, callbacks):
     Returns:
         The merged history dict.
     """
-    checkpoint = callbacks[0]
+    checkpoint = _checkpoint(callbacks)
     epochs_done = checkpoint.epochs_done
     within = checkpoint.steps_done - epochs_done * config.steps
     if within >= config.steps:  # interrupted after its steps (validation)
@@ -550,9 +615,13 @@ def _close_logs(callbacks):
             callback.on_train_end()
 
 
+def _checkpoint(callbacks):
+    return next(c for c in callbacks if isinstance(c, UNetCheckpoint))
+
+
 def _save_on_interrupt(callbacks):
     """Ctrl-C: save ``last.keras`` + state."""
-    checkpoint = callbacks[0]
+    checkpoint = _checkpoint(callbacks)
     if checkpoint.model is None:  # interrupted before training began
         return
     saved = checkpoint.save_last(interrupted=True)
@@ -622,7 +691,12 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
             infinite (the last good checkpoint is kept).
     """
     recipe = config.check()
-    out, state = open_output(config)
+    with open_output(config) as (out, state):
+        return _train_in(out, state, config, recipe, callbacks)
+
+
+def _train_in(out, state, config, recipe, extra_callbacks):
+    """`train`'s steps 2-7 in the locked output folder."""
     data = load_training_data(config, recipe, out)
     if config.deterministic:
         _make_deterministic()
@@ -633,7 +707,7 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
         config, recipe, data, int(state.get("samples_drawn", 0)), replicas
     )
     write_run_info(out, config, recipe, data)
-    model = build_model(config, recipe, data, out, strategy)
+    model = build_model(config, recipe, data, out, strategy, state)
     callbacks = training_callbacks(
         out,
         monitor="val_loss" if streams.validation is not None else "loss",
@@ -641,8 +715,9 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
         tensorboard=_tensorboard_available(config),
         batch_size=recipe.batch_size * replicas,
         append_log=config.resume,
-    ) + list(callbacks or [])
-    callbacks[0].restore(state)
+        save_every=config.save_every,
+    ) + list(extra_callbacks or [])
+    _checkpoint(callbacks).restore(state)
     try:
         history = fit(model, config, streams, callbacks)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import numpy as np
 from keras_unet.checks import check_probability
 from keras_unet.io import (
     IMAGE_SUFFIXES,
+    atomic_folder,
     atomic_path,
     list_files,
     read_array,
@@ -97,6 +98,7 @@ def predict_files(
     tile_size=None,
     batch_size=None,
     overlays=True,
+    overwrite=False,
     verbose=1,
 ):
     """Segment image files; write probability maps and overlays.
@@ -107,8 +109,9 @@ def predict_files(
     ``overlays/<stem>.png`` (the image with the pixels whose probability
     reaches the decision threshold in red). ``predictions.json`` records
     the model, the class and the threshold, so that
-    `evaluate_predictions` knows what the maps mean. Files are written
-    atomically.
+    `evaluate_predictions` knows what the maps mean. The folder is written
+    whole or not at all (a temporary sibling renamed at the end), so maps
+    of two models or two runs are never mixed in it.
 
     Args:
         model: a Keras model or the path of a ``.keras`` file.
@@ -124,12 +127,18 @@ def predict_files(
         tile_size: passed to `predict_tiled`.
         batch_size: passed to `predict_tiled`.
         overlays: also write the overlay PNGs.
+        overwrite: replace an earlier prediction folder at `output_dir`
+            (one holding only this function's files); otherwise an
+            existing non-empty folder is refused.
         verbose: 1 prints a line per image.
 
     Returns:
         A list of the written probability-map paths.
+
+    Raises:
+        FileExistsError: `output_dir` is not empty and `overwrite` is
+            False, or it holds files this function does not write.
     """
-    from keras_unet import figures
     from keras_unet.calibration import decision_threshold
     from keras_unet.config import read_run_info
     from keras_unet.tiling import predict_tiled
@@ -146,28 +155,85 @@ def predict_files(
         threshold = 0.5 if path is None else decision_threshold(path, interest)
     files = _input_files(inputs)
     out = pathlib.Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_prediction_folder(out, overwrite)
     record = dict(model_name=name, class_of_interest=interest,
                   num_classes=int(model.output_shape[-1]), tta=tta,
                   threshold=threshold)  # fmt: skip
-    # the record exists (marked incomplete) before the first map is written
-    _write_record(out, files=None, **record)
     written = []
-    for f in files:
-        t0 = time.perf_counter()
-        image = read_array(f)
-        prob = predict_tiled(
-            model, image, tile_size=tile_size, batch_size=batch_size,
-            tta=tta, verbose=0,
-        )[..., interest].astype(np.float32)  # fmt: skip
-        overlay = (
-            figures.overlay(image, prob >= threshold) if overlays else None
-        )
-        written.append(_write_prediction(out, f.stem, prob, overlay))
-        if verbose:
-            print(f"{f} -> {written[-1]} ({time.perf_counter() - t0:.1f} s)")
-    _write_record(out, files=written, **record)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        for f in files:
+            t0 = time.perf_counter()
+            image = read_array(f)
+            prob = predict_tiled(
+                model, image, tile_size=tile_size, batch_size=batch_size,
+                tta=tta, verbose=0,
+            )[..., interest].astype(np.float32)  # fmt: skip
+            overlay = (
+                _overlay(image, prob >= threshold, record) if overlays else None
+            )
+            written.append(out / _write_prediction(tmp, f.stem, prob,
+                                                   overlay).name)  # fmt: skip
+            if verbose:
+                seconds = time.perf_counter() - t0
+                print(f"{f} -> {written[-1]} ({seconds:.1f} s)")
+        _write_record(tmp, files=written, **record)
     return written
+
+
+def _class_name(class_of_interest, num_classes):
+    """What a class means to a biologist: membrane, cells or class k."""
+    if num_classes <= 2:
+        return "membrane" if class_of_interest == 0 else "cells"
+    return f"class {class_of_interest}"
+
+
+def _overlay(image, chosen, record):
+    """The image with the chosen pixels in red, and a legend saying so."""
+    from keras_unet import figures
+
+    name = _class_name(record["class_of_interest"], record["num_classes"])
+    text = f"{name} (p >= {record['threshold']:.2f})"
+    return figures.with_legend(
+        figures.overlay(image, chosen), [(figures.RED, text)]
+    )
+
+
+def check_prediction_folder(out, overwrite=False):
+    """Refuse an output folder that would mix or lose results.
+
+    An empty or absent folder is fine. A folder of earlier predictions
+    (``predictions.json``, ``<stem>.tif``, ``overlays/<stem>.png`` and
+    nothing else) is replaced only with `overwrite`; any other content is
+    the user's and is never replaced.
+    """
+    out = pathlib.Path(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    record = out / PREDICTION_INFO
+    foreign = [p.name for p in out.iterdir() if not _ours(p)]
+    if not record.is_file() or foreign:
+        shown = ", ".join(sorted(foreign)[:3]) or "no " + PREDICTION_INFO
+        raise FileExistsError(
+            f"{out} is not an empty folder nor one of keras-unet predict's "
+            f"({shown}); choose a new output folder (nothing was changed)."
+        )
+    if not overwrite:
+        model = json.loads(record.read_text()).get("model", "?")
+        raise FileExistsError(
+            f"{out} already holds predictions of {model}; choose a new output "
+            "folder, or pass --overwrite (overwrite=True) to replace them."
+        )
+
+
+def _ours(path):
+    """Whether `path` is a file `predict_files` writes."""
+    if path.name == PREDICTION_INFO:
+        return True
+    if path.is_dir():
+        return path.name == "overlays" and all(
+            p.is_file() and p.suffix == ".png" for p in path.iterdir()
+        )
+    return path.is_file() and path.suffix == ".tif"
 
 
 def _write_prediction(out, stem, prob, overlay=None):
@@ -218,19 +284,44 @@ def evaluate_predictions(
     """
     from keras_unet.evaluation import evaluate_folders
 
-    record_path = pathlib.Path(predictions) / PREDICTION_INFO
-    record = {}
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
+    record = _prediction_record(predictions)
     if invert is None:
         invert = record.get("meaning") == "foreground"
     threshold = record.get("decision_threshold")
     if threshold is not None and "decision_threshold" not in kwargs:
         # the record's threshold is on the class of interest's map
         kwargs["decision_threshold"] = 1.0 - threshold if invert else threshold
+    kwargs.setdefault("model", record.get("model"))
     return evaluate_folders(
         predictions, labels, output_dir, invert=invert, **kwargs
     )
+
+
+def _prediction_record(predictions):
+    """``predictions.json`` of a folder ({} if none), checked against it.
+
+    Every map must be one the record lists: maps of another model or run
+    in the folder are refused rather than scored together.
+    """
+    from keras_unet.evaluation import PROB_SUFFIXES
+
+    folder = pathlib.Path(predictions)
+    path = folder / PREDICTION_INFO
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    if "files" not in record:  # written by hand: no list to check
+        return record
+    listed = set(record["files"])
+    maps = {p.name for p in list_files(folder, PROB_SUFFIXES)}
+    if not record.get("complete", False) or maps - listed:
+        other = ", ".join(sorted(maps - listed)[:3]) or "an unfinished run"
+        raise ValueError(
+            f"{folder} mixes maps that {record.get('model')} did not write "
+            f"({other}) with its predictions; predict again into a new "
+            "folder (keras-unet predict writes a folder whole)."
+        )
+    return record
 
 
 # --------------------------------------------------------------------------
@@ -357,19 +448,27 @@ def _score_one(model, item, interest, threshold):
     row.update({k: scores[k] for k in ("pixel_error", "rand_error",
                                        "warping_error")})  # fmt: skip
     chosen = prob[..., interest] >= threshold
+    legend = [(figures.RED, f"predicted {_class_name(interest, 2)} "
+               f"(p >= {threshold:.2f})")]  # fmt: skip
     if instances is not None:
         segmented, _ = ndimage.label(chosen)
         row["seg_iou"] = seg_iou(segmented, instances)
         panels = [image, figures.color_instances(instances),
-                  figures.overlay(image, ~chosen),
-                  figures.color_instances(segmented)]  # fmt: skip
-        titles = ["held-out image", "true cells", "predicted background",
+                  figures.overlay(image, chosen),
+                  figures.color_matched(segmented, instances)]  # fmt: skip
+        titles = ["held-out image", "true cells", "predicted cells",
                   "segmented cells"]  # fmt: skip
+        legend.append((figures.UNMATCHED, "segmented cells: the colour of "
+                       "the true cell matched; grey: none"))  # fmt: skip
     else:
         panels = [image, figures.overlay(image, label == 0),
                   figures.overlay(image, chosen)]  # fmt: skip
         titles = ["held-out slice", "true membrane", "predicted membrane"]
-    figure = figures.panel_grid(panels, titles, ncols=len(panels))
+    note = "  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in row.items()
+                     if k != "image")  # fmt: skip
+    figure = figures.with_legend(
+        figures.panel_grid(panels, titles, ncols=len(panels)), legend, note
+    )
     return row, prob[..., interest], figure
 
 

@@ -28,6 +28,17 @@ def test_summary_prints_layers_and_geometry(capsys):
     assert "556, 572, 588" in out
 
 
+def test_summary_table_is_whole_when_piped(capsys, monkeypatch):
+    # capsys is not a terminal, like `keras-unet summary | less`: rich would
+    # crop the table at 80 columns, cutting the "Connected to" column.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert cli.main(["summary", "--depth", "2", "--filters", "4"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r[:1] in "│┃"]
+    assert rows and all(r.rstrip()[-1] in "│┃" for r in rows)
+    assert any("Connected to" in r for r in rows)
+    assert "COLUMNS" not in os.environ
+
+
 def test_summary_small_model(capsys):
     assert (
         cli.main(
@@ -184,7 +195,8 @@ def test_train_predict_evaluate_export(tmp_path, capsys):
         prob = read_image(pred / f"c{i}.tif")
         assert prob.dtype == np.float32 and prob.shape == (64, 72)
         assert 0 <= prob.min() and prob.max() <= 1
-        assert read_image(pred / "overlays" / f"c{i}.png").shape == (64, 72, 3)
+        shown = read_image(pred / "overlays" / f"c{i}.png")
+        assert shown.shape[0] > 64 and shown.shape[1:] == (72, 3)  # + legend
     record = json.loads((pred / "predictions.json").read_text())
     assert (
         record["class_of_interest"] == 1 and record["meaning"] == "foreground"
@@ -224,6 +236,11 @@ def test_train_predict_evaluate_export(tmp_path, capsys):
         == 0
     )
     assert (export / "saved_model.pb").is_file()
+    said = capsys.readouterr().out
+    # how to serve it, runnable as printed (no pointer to a file that only
+    # exists in a clone of the repository)
+    assert f"source={export.parent.resolve()},target=/models/serving" in said
+    assert "/v1/models/serving:predict" in said and "docs/" not in said
     assert (
         cli.main(
             [
@@ -597,3 +614,102 @@ def test_predict_files_refuses_a_threshold_outside_0_1(tmp_path, threshold):
     with pytest.raises(ValueError, match=r"probability in \[0, 1\]"):
         predict_files(model, tmp_path, out, threshold=threshold)
     assert not out.exists()  # refused before anything is written
+
+
+def _tiny_model_file(tmp_path):
+    model = keras_unet.build_unet((None, None, 1), depth=2, filters=2)
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    image = np.random.default_rng(0).integers(0, 255, (40, 50), np.uint8)
+    write_image(tmp_path / "images" / "a.png", image)
+    write_image(tmp_path / "images" / "b.png", image[::-1])
+    return path
+
+
+def _predict(model, inputs, out, *extra):
+    argv = ["predict", "--model", str(model), "--input", str(inputs)]
+    return cli.main([*argv, "--output", str(out), *extra])
+
+
+def test_predict_never_mixes_results_in_one_folder(tmp_path, capsys):
+    model = _tiny_model_file(tmp_path)
+    out = tmp_path / "pred"
+    assert _predict(model, tmp_path / "images" / "a.png", out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # a second run into it, with other images: refused, nothing changed
+    assert _predict(model, tmp_path / "images" / "b.png", out) == 2
+    assert "already holds predictions of" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # --overwrite replaces the folder whole: the old map a.tif is gone
+    assert _predict(model, tmp_path / "images" / "b.png", out,
+                    "--overwrite") == 0  # fmt: skip
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["b.tif", "overlays", "predictions.json"]
+    record = json.loads((out / "predictions.json").read_text())
+    assert record["files"] == ["b.tif"] and record["complete"]
+    # a folder with a file of the user's is never replaced
+    (out / "notes.txt").write_text("mine")
+    assert _predict(model, tmp_path / "images", out, "--overwrite") == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*names, "notes.txt"]
+    )
+
+
+def test_predict_reports_a_full_disk_in_one_line(tmp_path, capsys,
+                                                 monkeypatch):  # fmt: skip
+    import errno
+
+    from keras_unet import workflows
+
+    model = _tiny_model_file(tmp_path)
+    out = tmp_path / "pred"
+    calls = []
+
+    def full_disk(path, image):
+        calls.append(path)
+        if len(calls) == 2:  # the second file: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_image(path, image)
+
+    monkeypatch.setattr(workflows, "write_image", full_disk)
+    assert _predict(model, tmp_path / "images", out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on the device" in err[0], err
+    assert not out.exists()  # nothing half-written
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_out_of_memory_error_is_one_line(tmp_path, capsys, monkeypatch):
+    from keras_unet import tiling
+
+    model = _tiny_model_file(tmp_path)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("a 3 GB tile")
+
+    monkeypatch.setattr(tiling, "predict_tiled", no_memory)
+    assert _predict(model, tmp_path / "images", tmp_path / "pred") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory (a 3 GB tile)" in err[0], err
+
+
+def test_evaluate_names_the_model_and_refuses_foreign_maps(tmp_path, capsys):
+    model = _tiny_model_file(tmp_path)
+    out = tmp_path / "pred"
+    assert _predict(model, tmp_path / "images", out, "--no-overlay") == 0
+    labels = tmp_path / "labels"
+    for stem in ("a", "b"):
+        write_image(labels / f"{stem}.png", np.full((40, 50), 255, np.uint8))
+    argv = ["evaluate", "--predictions", str(out), "--labels", str(labels)]
+    assert cli.main([*argv, "--output", str(tmp_path / "m")]) == 0
+    report = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert report["settings"]["model"] == str(model)
+    assert [row["model"] for row in report["images"]] == [str(model)] * 2
+    # a map copied in from elsewhere is not scored with the model's maps
+    write_image(out / "c.tif", np.zeros((40, 50), np.float32))
+    write_image(labels / "c.png", np.full((40, 50), 255, np.uint8))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "did not write (c.tif)" in err and str(model) in err

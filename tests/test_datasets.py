@@ -315,3 +315,30 @@ def test_folders_images_and_masks_in_one_folder_and_duplicates(tmp_path):
     write_image(tmp_path / "a.tif", np.zeros((8, 9), np.uint8))
     with pytest.raises(ValueError, match="share a name stem"):
         load_folders(tmp_path, tmp_path, mask_suffix="_mask")
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([0, 128], r"values \[0, 128\], not the classes 0..K-1"),
+        ([0, 1, 3], r"values \[0, 1, 3\], not the classes"),
+        (list(range(40)), r"40 values up to 39 .*object ids\?"),
+    ],
+)
+def test_folders_refuse_masks_that_are_not_classes(tmp_path, values, match):
+    """A mask saved as 0/128, or object ids read as classes, would silently
+    become a task of 129 or 40 classes."""
+    write_image(tmp_path / "i/x.png", np.zeros((8, 40), np.uint8))
+    mask = np.resize(np.array(values, np.uint8), (8, 40))
+    write_image(tmp_path / "m/x.png", mask)
+    with pytest.raises(ValueError, match=match):
+        load_folders(tmp_path / "i", tmp_path / "m")
+    # said explicitly, the values are classes
+    k = max(values) + 1
+    assert (
+        load_folders(tmp_path / "i", tmp_path / "m", num_classes=k).num_classes
+        == k
+    )
+    if values == [0, 128]:  # 0/255 is the one mapping done silently
+        write_image(tmp_path / "m/x.png", (mask > 0).astype(np.uint8) * 255)
+        assert load_folders(tmp_path / "i", tmp_path / "m").num_classes == 2

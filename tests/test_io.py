@@ -138,3 +138,54 @@ def test_list_files_and_files_by_stem(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     with pytest.raises(ValueError, match="share a name stem 'a'"):
         files_by_stem(list_files(tmp_path), tmp_path)
+
+
+def test_a_truncated_tiff_is_named_in_one_line(tmp_path):
+    import tifffile
+
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(
+        whole, np.arange(200 * 200, dtype=np.uint16).reshape(200, 200)
+    )
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(
+        ValueError, match=r"Could not read .*cut\.tif as a TIFF"
+    ):
+        read_image(cut)
+
+
+def test_color_matched_gives_each_segment_its_true_cells_colour():
+    cells = np.zeros((20, 30), int)
+    cells[1:9, 1:9] = 4  # 64 px
+    cells[11:19, 1:9] = 9
+    cells[1:9, 15:29] = 2
+    seg = np.zeros_like(cells)
+    seg[2:9, 1:9] = 7  # 56 of cell 4's 64 px: a match
+    seg[11:14, 1:9] = 5  # 24 of cell 9's 64 px: no match
+    seg[14:19, 1:9] = 6  # 40 of 64: a match
+    seg[15:19, 20:29] = 8  # only background: no match
+    truth = figures.color_instances(cells)
+    got = figures.color_matched(seg, cells)
+    for segment, cell in ((7, 4), (6, 9)):
+        assert (got[seg == segment] == truth[cells == cell][0]).all()
+    for segment in (5, 8):
+        assert (got[seg == segment] == figures.UNMATCHED).all()
+    assert (got[seg == 0] == 0).all()
+
+
+def test_legend_band_and_plot_with_the_legend_beside_the_curves():
+    image = np.zeros((30, 200), np.uint8)
+    shown = figures.with_legend(image, [(figures.RED, "cells")], "SEG 0.7")
+    assert shown.shape[0] == 30 + 2 * 20 + 6 and shown.shape[1] == 200
+    assert (shown[30:] == figures.RED).all(-1).sum() >= 100  # the swatch
+    # a curve through the upper right corner, where a legend used to be
+    plot = figures.line_plot(
+        {"loss": ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]), "val": ([1, 5], [5, 5])},
+        xlabel="epoch",
+        log_y=True,
+    )
+    x1 = plot.shape[1] - 150  # right edge of the plot area
+    curve = (plot == figures._COLORS[0]).all(-1)
+    beside = np.argwhere(curve[:, x1 + 1 :])
+    assert len(beside) and (beside[:, 1] <= 32).all()  # only the swatch

@@ -344,3 +344,16 @@ def test_unet_flops_match_layer_output_shapes():
             expected += 2 * kh * kw * layer.input.shape[-1] * cout * h * w
     assert unet_flops(model, 76) == expected
     assert round(unet_flops(build_unet(), 572) / 1e9) == 301
+
+
+@pytest.mark.parametrize("cut", [0, 4, 3000])
+def test_a_damaged_keras_file_is_named_not_missing(tmp_path, cut):
+    from keras_unet.model import load_model
+
+    good = tmp_path / "good.keras"
+    build_unet((None, None, 1), depth=2, filters=2).save(good)
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(good.read_bytes()[:cut] if cut else b"not a zip")
+    with pytest.raises(ValueError, match=r"bad\.keras is not a readable"):
+        load_model(bad)
+    assert load_model(good, compile=False).count_params() > 0

@@ -106,7 +106,7 @@ def test_refuses_to_overwrite_and_resumes(tmp_path):
     assert state["epochs_done"] == 3 and state["steps_done"] == 9
     assert [int(r["epoch"]) for r in log_rows(result.output)] == [0, 1, 2]
     assert steps(result.model) == 9
-    with pytest.raises(FileNotFoundError, match="no run to resume"):
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         T.train(small_config(tmp_path / "fresh", resume=True))
 
 
