@@ -31,7 +31,7 @@ from keras_unet.checks import check_int, check_pair
 __all__ = ["DASK_EXTRA", "ChunkPlan", "import_dask", "predict_chunked"]
 
 DASK_EXTRA = "pip install keras-unet-paper[dask]"
-DEFAULT_CHUNK = 1024  # output px per chunk side (at least), rounded to 2**d
+DEFAULT_CHUNK = 2048  # output px per chunk side, rounded up to 2**depth
 DEFAULT_CHUNK_MEMORY = 512 * 2**20  # memory_budget of one chunk's tiles
 _MODEL_CALLS = threading.Lock()  # one model call at a time per process
 _LOADED = {}  # (path, mtime) -> (model, spec): a model loaded once a process
@@ -123,8 +123,7 @@ def _plan_axes(spec, shape, chunk_size):
     g = spec.geometry
     halo = -(-(g.context + g.step) // g.step) * g.step
     if chunk_size is None:
-        side = max(DEFAULT_CHUNK, 8 * halo)
-        chunk_size = -(-side // g.step) * g.step
+        chunk_size = -(-DEFAULT_CHUNK // g.step) * g.step
     pair = check_pair(chunk_size, "chunk_size")
     for n in pair:
         if n % g.step:
@@ -139,22 +138,20 @@ def _plan_axes(spec, shape, chunk_size):
 
 
 def _layout(shape, channels, stack):
-    """``(z axis?, channel axis?)`` of an array: (H, W), (H, W, C),
-    (Z, H, W) or (Z, H, W, C); `stack` decides a 3-D grey array."""
-    ndim, last = len(shape), shape[-1] if shape else None
+    """Whether an array is a Z stack: (H, W), (H, W, C), (Z, H, W) or
+    (Z, H, W, C); a 3-D array is a stack unless its last axis is C."""
+    ndim = len(shape)
     if stack is None:
-        stack = ndim == 4 or (ndim == 3 and (channels == 1 or last != channels))
-    has_c = ndim - 2 - bool(stack) == 1
-    if ndim not in (2, 3, 4) or ndim - has_c - bool(stack) != 2 or (
-        has_c and last != channels
-    ):  # fmt: skip
+        stack = ndim == 4 or (ndim == 3 and shape[-1] != channels)
+    has_c = ndim - 2 - bool(stack)
+    if has_c not in (0, 1) or (shape[-1] if has_c else 1) != channels:
         raise ValueError(
             f"predict_chunked takes (H, W), (H, W, C), (Z, H, W) or "
             f"(Z, H, W, C) arrays with the model's {channels} channel(s) "
             f"last; pass stack=True/False if a 3-D array is read wrongly. "
             f"Received: shape={tuple(shape)}, stack={stack!r}"
         )
-    return bool(stack), has_c
+    return bool(stack)
 
 
 def _predict_window(region, source, rows, cols, keep, stacked, options):
@@ -193,15 +190,19 @@ def predict_chunked(model, image, chunk_size=None, *, z_chunk=1,
             ``(Z, H, W)`` or ``(Z, H, W, C)``; uint8/uint16 are scaled by
             their type (`keras_unet.io.to_float_image`), never per chunk.
         chunk_size: output chunk ``(rows, cols)`` or int, multiples of
-            ``2**depth``; default: at least 1024 px and 8 halos.
+            ``2**depth``; default: 2048 (`DEFAULT_CHUNK`).
         z_chunk: slices per task of a 3-D stack (any size >= 1).
         stack: read a 3-D array as ``(Z, H, W)`` (True) or ``(H, W, C)``
             (False); default: a stack unless its last axis has the model's
             channels (C > 1).
-        tile_size, batch_size, tta, mirror, from_logits, spec: as in
-            `predict_tiled`.
+        tile_size: as in `predict_tiled`.
+        batch_size: as in `predict_tiled`.
+        tta: as in `predict_tiled` (still exact).
         memory_budget: bytes of one chunk's tiles (default 512 MiB); one
             chunk is predicted at a time per process.
+        mirror: as in `predict_tiled`, at the array's border.
+        from_logits: as in `predict_tiled`.
+        spec: as in `predict_tiled`.
 
     Returns:
         A lazy float32 Dask array of probabilities ``(..., H, W, K)``,
@@ -227,7 +228,7 @@ def predict_chunked(model, image, chunk_size=None, *, z_chunk=1,
     source = _ModelSource(model, spec)
     spec = source.get()[1]
     image = image if isinstance(image, da.Array) else da.from_array(image)
-    stacked, _ = _layout(image.shape, spec.input_channels, stack)
+    stacked = _layout(image.shape, spec.input_channels, stack)
     z_chunk = check_int(z_chunk, "z_chunk", 1)
     hw = image.shape[int(stacked) : int(stacked) + 2]
     rows, cols = _plan_axes(spec, hw, chunk_size)

@@ -482,8 +482,7 @@ def _add_predict(sub):
         "--chunk-size",
         type=_positive_int,
         default=None,
-        help="output chunk side in px, a multiple of 2**depth (default: "
-        "from the model, at least 1024)",
+        help="output chunk side in px, a multiple of 2**depth (default: 2048)",
     )
     lazy.add_argument(
         "--labels",

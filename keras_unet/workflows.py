@@ -189,14 +189,20 @@ def predict_volume(model, source, output, *, class_of_interest=None,
     Args:
         model: the path of a ``.keras`` file (a Keras model works on local
             threads only).
-        source, output: input path; a new ``.zarr`` folder.
-        class_of_interest, threshold, tta, tile_size, batch_size: as in
-            `predict_files`.
+        source: the input path.
+        output: a new folder ending in ``.zarr``.
+        class_of_interest: as in `predict_files`.
+        threshold: as in `predict_files`, for the label image.
         labels: also write the label image.
-        chunk_size, z_chunk: as in `predict_chunked`.
+        tta: as in `predict_files`.
+        tile_size: as in `predict_files`.
+        batch_size: as in `predict_files`.
+        chunk_size: as in `predict_chunked`.
+        z_chunk: as in `predict_chunked`.
         scheduler: the address of a running ``dask.distributed`` scheduler
-            (``tcp://host:8786``); `workers`: start a local cluster of this
-            many worker processes; neither: Dask's threads in this process.
+            (``tcp://host:8786``); with neither it nor `workers`, Dask's
+            threads in this process.
+        workers: start a local cluster of this many worker processes.
         progress: show a progress bar.
 
     Returns:

@@ -106,6 +106,11 @@ def test_wrong_layout_is_refused_before_computing(model):
         predict_chunked(model, np.zeros((2, 3, 40, 40, 1), np.uint8))
     with pytest.raises(ValueError, match="stack=True/False"):
         predict_chunked(model, np.zeros((4, 40, 40, 2), np.uint8))
+    with pytest.raises(ValueError, match="1 channel"):
+        predict_chunked(model, np.zeros((40, 40), np.uint8), stack=True)
+    one = predict_chunked(model, np.zeros((40, 50, 1), np.uint8))
+    assert one.shape == (40, 50, 2)  # (H, W, 1): an image, not a stack
+    assert predict_chunked(model, np.zeros((3, 40, 50))).shape[0] == 3
 
 
 def test_missing_extra_names_the_install(monkeypatch):
@@ -124,6 +129,7 @@ def test_import_keras_unet_does_not_import_dask():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+@pytest.mark.slow  # two processes importing TensorFlow: ~40 s on 2 cores
 def test_local_cluster_two_worker_processes(model, tmp_path):
     """The model travels as its path; each worker process loads it once."""
     distributed = pytest.importorskip("distributed")
