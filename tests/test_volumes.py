@@ -147,3 +147,22 @@ def test_cli_predicts_a_zarr_to_ome_zarr(tmp_path, capsys):
     bad = [*args[:6], str(tmp_path / "p.zarr"), "--chunk-size", "66"]
     assert main(bad) == 2
     assert "not a multiple of 4" in capsys.readouterr().err
+
+
+def test_cli_predicts_a_folder_of_slices_as_a_stack(tmp_path):
+    from keras_unet.tiling import predict_tiled_batch
+
+    keras.utils.set_random_seed(0)
+    model = build_unet((None, None, 1), depth=2, filters=4)
+    model.save(tmp_path / "m.keras")
+    stack = np.random.default_rng(2).integers(0, 256, (3, 40, 50), np.uint8)
+    for i, s in enumerate(stack):
+        write_image(tmp_path / "slices" / f"s{i}.png", s)
+    args = ["predict", "--model", str(tmp_path / "m.keras"), "--input",
+            str(tmp_path / "slices"), "--output", str(tmp_path / "o.zarr"),
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    out = zarr.open_group(tmp_path / "o.zarr", mode="r")
+    assert out["0"].shape == (1, 3, 40, 50)
+    expected = predict_tiled_batch(model, stack)[..., 1]
+    np.testing.assert_allclose(out["0"][0], expected, atol=1e-5)
