@@ -477,6 +477,12 @@ def _add_predict(sub):
     p.add_argument(
         "--no-overlay", action="store_true", help="skip overlay PNGs"
     )
+    _add_lazy_predict(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _add_lazy_predict(p):
+    """The options of `predict`'s larger-than-memory path (Dask)."""
     lazy = p.add_argument_group("larger than memory (OUTPUT ending in .zarr)")
     lazy.add_argument(
         "--chunk-size",
@@ -502,7 +508,6 @@ def _add_predict(sub):
         help="start a local Dask cluster of N worker processes",
     )
     lazy.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_predict)
 
 
 def _add_evaluate(sub):
