@@ -56,7 +56,8 @@ def open_volume(path, chunks=DEFAULT_READ_CHUNK):
     if is_zarr(path):
         return _open_zarr(path)
     if path.is_file() and path.suffix.lower() in (".tif", ".tiff"):
-        return da.from_array(_TiffArray(path), chunks=(chunks, chunks))
+        tiff = _TiffArray(path)
+        return da.from_array(tiff, chunks=_tiff_chunks(tiff.shape, chunks))
     if path.is_dir():
         return _open_slices(path)
     raise FileNotFoundError(
@@ -114,6 +115,13 @@ class _TiffArray:
 
     def __getitem__(self, key):
         return _tiff_store(self.path)[key]
+
+
+def _tiff_chunks(shape, side):
+    """Read chunks: `side` px in y and x, one slice, all channels (<= 4)."""
+    channels = len(shape) > 2 and shape[-1] <= 4
+    leading = len(shape) - 2 - channels
+    return (1,) * leading + (side, side) + (-1,) * channels
 
 
 @functools.lru_cache(maxsize=8)

@@ -40,6 +40,15 @@ def test_tiff_through_its_zarr_store(tmp_path):
                                   image[100:200, 7:250])  # fmt: skip
 
 
+@pytest.mark.parametrize("shape", [(3, 50, 40), (50, 40, 3)])
+def test_tiff_stack_and_colour(tmp_path, shape):
+    image = _ramp(shape)
+    tifffile.imwrite(tmp_path / "s.tif", image, photometric="minisblack")
+    lazy = open_volume(tmp_path / "s.tif", chunks=32)
+    assert lazy.chunksize == ((1, 32, 32) if shape[0] == 3 else (32, 32, 3))
+    np.testing.assert_array_equal(lazy.compute(), image)
+
+
 def test_folder_of_slices_is_a_stack(tmp_path):
     stack = _ramp((3, 20, 30))
     for i, s in enumerate(stack):
