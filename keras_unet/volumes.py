@@ -268,8 +268,10 @@ def _label_metadata(root, group, count, axes):
 
 
 def _store(array, group, name):
-    """A delayed write of `array` into a new array `name` of `group`."""
+    """A delayed write of `array` into a new array `name` of `group`, its
+    Dask chunks made regular so that no two tasks write one Zarr chunk."""
     chunks = tuple(c[0] for c in array.chunks)
+    array = array.rechunk(chunks)
     target = group.create_array(
         name, shape=array.shape, chunks=chunks, dtype=array.dtype
     )

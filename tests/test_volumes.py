@@ -94,12 +94,15 @@ def test_ome_zarr_round_trip_with_pyramid_and_labels(tmp_path):
 
 
 def test_stack_writes_czyx(tmp_path):
-    probs = da.ones((3, 40, 50, 2), dtype="f4", chunks=(1, 32, 32, 2))
+    chunks = ((1, 2), (32, 8), (16, 20, 14), (2,))  # irregular: made regular
+    probs = da.ones((3, 40, 50, 2), dtype="f4", chunks=chunks)
     out = write_ome_zarr(probs, tmp_path / "s.zarr")
     meta = json.loads((out / "zarr.json").read_text())["attributes"]["ome"]
     axes = [a["name"] for a in meta["multiscales"][0]["axes"]]
     assert axes == ["c", "z", "y", "x"] and meta["version"] == "0.5"
-    assert zarr.open_group(out)["0"].shape == (2, 3, 40, 50)
+    level0 = zarr.open_group(out)["0"]
+    assert level0.shape == (2, 3, 40, 50) and level0.chunks == (2, 1, 32, 16)
+    assert (level0[:] == 1).all()
     assert open_volume(out).shape == (3, 40, 50, 2)
 
 
