@@ -285,10 +285,29 @@ def _cmd_train(args):
 
 def _cmd_predict(args):
     _quiet_tensorflow()
-    from keras_unet.workflows import predict_files
+    from keras_unet.volumes import is_zarr
+    from keras_unet.workflows import predict_files, predict_volume
 
     tta = "d4" if args.tta else None
     inputs = args.input[0] if len(args.input) == 1 else args.input
+    lazy = args.output.endswith(".zarr") or any(map(is_zarr, args.input))
+    if lazy:
+        if len(args.input) != 1 or not args.output.endswith(".zarr"):
+            raise ValueError(
+                "Larger-than-memory prediction reads one input (Zarr, "
+                "OME-Zarr, TIFF or a folder of slices) and writes one new "
+                "OME-Zarr folder ending in .zarr. Received: "
+                f"--input {' '.join(args.input)} --output {args.output}"
+            )
+        predict_volume(
+            args.model, inputs, args.output, class_of_interest=args.class_,
+            threshold=args.threshold, labels=args.labels, tta=tta,
+            tile_size=args.tile_size, batch_size=args.batch_size,
+            chunk_size=args.chunk_size, scheduler=args.scheduler,
+            workers=args.workers, progress=not args.quiet,
+        )  # fmt: skip
+        print(f"Done: {args.output} (OME-Zarr)")
+        return 0
     predict_files(
         args.model,
         inputs,
@@ -430,7 +449,11 @@ def _add_predict(sub):
         description="Segment an image or a folder of images of any size with "
         "the overlap-tile strategy. Writes OUTPUT/<stem>.tif (float32 "
         "probability of the class of interest: the membrane for ISBI 2012 "
-        "models, else the cells) and OUTPUT/overlays/<stem>.png.",
+        "models, else the cells) and OUTPUT/overlays/<stem>.png. With an "
+        "OUTPUT ending in .zarr (or a Zarr input) the image is read and "
+        "predicted chunk by chunk on Dask, never whole, and written as "
+        "OME-Zarr: a Zarr/OME-Zarr array, a TIFF of any size, or a folder "
+        "of slices as a Z stack (docs/large_images.md).",
     )
     p.add_argument("--model", required=True, help="a .keras model file")
     p.add_argument(
@@ -480,7 +503,37 @@ def _add_predict(sub):
         help="replace an earlier keras-unet predict output folder (never "
         "a folder holding other files)",
     )
+    _add_lazy_predict(p)
     p.set_defaults(func=_cmd_predict)
+
+
+def _add_lazy_predict(p):
+    """The options of `predict`'s larger-than-memory path (Dask)."""
+    lazy = p.add_argument_group("larger than memory (OUTPUT ending in .zarr)")
+    lazy.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        help="output chunk side in px, a multiple of 2**depth (default: 2048)",
+    )
+    lazy.add_argument(
+        "--labels",
+        action="store_true",
+        help="also write the label image (pixels at the threshold)",
+    )
+    lazy.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on a dask.distributed scheduler, e.g. tcp://host:8786",
+    )
+    lazy.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="start a local Dask cluster of N worker processes",
+    )
+    lazy.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_evaluate(sub):

@@ -6,6 +6,7 @@ commands run; they are plain functions, usable from Python too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -13,7 +14,7 @@ import time
 
 import numpy as np
 
-from keras_unet.checks import check_probability
+from keras_unet.checks import check_int, check_probability
 from keras_unet.io import (
     IMAGE_SUFFIXES,
     atomic_folder,
@@ -27,6 +28,7 @@ __all__ = [
     "evaluate_predictions",
     "list_images",
     "predict_files",
+    "predict_volume",
     "run_demo",
 ]
 
@@ -234,6 +236,113 @@ def _ours(path):
             p.is_file() and p.suffix == ".png" for p in path.iterdir()
         )
     return path.is_file() and path.suffix == ".tif"
+
+
+def predict_volume(model, source, output, *, class_of_interest=None,
+                   threshold=None, labels=False, tta=None, tile_size=None,
+                   batch_size=None, chunk_size=None, z_chunk=1,
+                   scheduler=None, workers=None, progress=True):  # fmt: skip
+    """Segment an image larger than memory into an OME-Zarr, chunk by chunk.
+
+    Reads `source` lazily (`keras_unet.volumes.open_volume`: Zarr,
+    OME-Zarr, TIFF, a folder of slices as a Z stack), predicts it with
+    `keras_unet.chunked.predict_chunked` and writes the probability of the
+    class of interest (one channel ``c``) to the new OME-Zarr `output`, with
+    its pyramid and, with `labels`, the pixels at or above the decision
+    threshold as the label image ``labels/labels`` (`write_ome_zarr`:
+    nothing is left behind if the run fails).
+
+    Args:
+        model: the path of a ``.keras`` file (a Keras model works on local
+            threads only).
+        source: the input path.
+        output: a new folder ending in ``.zarr``.
+        class_of_interest: as in `predict_files`.
+        threshold: as in `predict_files`, for the label image.
+        labels: also write the label image.
+        tta: as in `predict_files`.
+        tile_size: as in `predict_files`.
+        batch_size: as in `predict_files`.
+        chunk_size: as in `predict_chunked`.
+        z_chunk: as in `predict_chunked`.
+        scheduler: the address of a running ``dask.distributed`` scheduler
+            (``tcp://host:8786``); with neither it nor `workers`, Dask's
+            threads in this process.
+        workers: start a local cluster of this many worker processes.
+        progress: show a progress bar.
+
+    Returns:
+        The output path.
+    """
+    from keras_unet.calibration import decision_threshold
+    from keras_unet.chunked import predict_chunked
+    from keras_unet.config import read_run_info
+    from keras_unet.volumes import open_volume, write_ome_zarr
+
+    if threshold is not None:
+        check_probability(threshold, "threshold", "a pixel belongs to the "
+                          "class when its probability reaches it")  # fmt: skip
+    if workers is not None:
+        check_int(workers, "workers", 1, "worker processes of a local cluster")
+    path = model if isinstance(model, str | pathlib.Path) else None
+    info, name = (read_run_info(path), str(path)) if path else ({}, "<model>")
+    loaded = _load_model(path) if path else model
+    interest = _class_of_interest(loaded, info, class_of_interest)
+    if threshold is None:  # calibrated with the run, else 0.5
+        threshold = 0.5 if path is None else decision_threshold(path, interest)
+    image = open_volume(source)
+    probs = predict_chunked(
+        path or model, image, chunk_size, z_chunk=z_chunk, tta=tta,
+        tile_size=tile_size, batch_size=batch_size,
+    )[..., interest : interest + 1]  # fmt: skip
+    label_image = (probs[..., 0] >= threshold).astype(np.uint8)
+    record = dict(model=name, class_of_interest=interest, tta=tta,
+                  decision_threshold=threshold, source=str(source))  # fmt: skip
+    with _dask_compute(scheduler, workers, progress) as compute:
+        return write_ome_zarr(
+            probs, output, labels=label_image if labels else None,
+            inputs=[source], compute=compute, metadata=record,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _dask_compute(scheduler, workers, progress):
+    """``compute(*delayed)`` on a scheduler at `scheduler`, a local cluster
+    of `workers` processes, or Dask's threads; with a progress bar."""
+    from keras_unet.chunked import import_dask
+
+    if scheduler is None and workers is None:
+        dask = import_dask("dask")
+        diagnostics = import_dask("dask.diagnostics")
+
+        def compute(*delayed):
+            bar = diagnostics.ProgressBar() if progress else None
+            with bar or contextlib.nullcontext():
+                dask.compute(*delayed, scheduler="threads")
+
+        yield compute
+        return
+    if scheduler is not None and workers is not None:
+        raise ValueError(
+            "Give a scheduler address or a number of local workers, not "
+            f"both. Received: scheduler={scheduler!r}, workers={workers!r}"
+        )
+    distributed = import_dask("distributed")
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))  # fmt: skip
+            scheduler = cluster
+        client = stack.enter_context(distributed.Client(scheduler))
+
+        def compute(*delayed):
+            futures = client.compute(list(delayed))
+            if progress:
+                distributed.progress(futures)
+            client.gather(futures)
+
+        yield compute
 
 
 def _write_prediction(out, stem, prob, overlay=None):
