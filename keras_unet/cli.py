@@ -274,6 +274,9 @@ def _cmd_train(args):
         result = train(config)
     except KeyboardInterrupt:
         return 130
+    if not result.chief:
+        print("Done: a worker of the multi-worker run (the chief writes).")
+        return 0
     threshold = result.calibration.get("decision_threshold")
     print(
         f"Done: {result.output}/best.keras, last.keras, log.csv, "

@@ -217,9 +217,11 @@ class TrainConfig:
         group="execution")  # fmt: skip
     xla: bool = option(False, "compile the training step with XLA",
                        group="execution")  # fmt: skip
-    distribute: str | None = option(None, "data-parallel training on all "
-        "local GPUs (TensorFlow: MirroredStrategy)",
-        choices=(None, "mirrored"), group="execution")  # fmt: skip
+    distribute: str | None = option(None, "data-parallel training "
+        "(TensorFlow): mirrored on all local GPUs, or multi-worker on the "
+        "machines named in TF_CONFIG (see docs/scaling.md)",
+        choices=(None, "mirrored", "multi-worker"),
+        group="execution")  # fmt: skip
     deterministic: bool = option(False, "deterministic ops, slower",
                                  group="execution")  # fmt: skip
     tensorboard: bool = option(True, "write TensorBoard logs (needs "

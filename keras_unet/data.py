@@ -522,9 +522,12 @@ class TrainingTiles(keras.utils.PyDataset):
         batch_size: samples per batch.
         start: first sample.
         stop: end of the stream (exclusive), or None for an infinite one.
+        shard: ``(index, count)``, see `make_training_dataset`.
     """
 
-    def __init__(self, sampler, warp, batch_size, start=0, stop=None):
+    def __init__(
+        self, sampler, warp, batch_size, start=0, stop=None, shard=(0, 1)
+    ):
         # One worker: Keras' multi-worker enqueuer drops prefetched batches
         # between epochs, which would break the `start` <-> samples count.
         super().__init__(workers=1, use_multiprocessing=False)
@@ -533,15 +536,18 @@ class TrainingTiles(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.start = int(start)
         self.stop = None if stop is None else int(stop)
+        self.part, self.parts = shard
 
     @property
     def num_batches(self):
         if self.stop is None:
             return None
-        return math.ceil(max(self.stop - self.start, 0) / self.batch_size)
+        total = math.ceil(max(self.stop - self.start, 0) / self.batch_size)
+        return max(total - self.part + self.parts - 1, 0) // self.parts
 
     def __getitem__(self, index):
-        first = self.start + int(index) * self.batch_size
+        batch = int(index) * self.parts + self.part  # of the whole stream
+        first = self.start + batch * self.batch_size
         last = first + self.batch_size
         if self.stop is not None:
             if not 0 <= index < self.num_batches:
@@ -553,7 +559,8 @@ class TrainingTiles(keras.utils.PyDataset):
         return self.warp(self.sampler.batch(first, last))
 
 
-def _tf_dataset(sampler, warp, start, stop, batch_size, parallel, ordered):
+def _tf_dataset(sampler, warp, start, stop, batch_size, parallel, ordered,
+                shard):  # fmt: skip
     """The same stream as a tf.data pipeline (TensorFlow backend)."""
     import tensorflow as tf
 
@@ -576,6 +583,8 @@ def _tf_dataset(sampler, warp, start, stop, batch_size, parallel, ordered):
         return x[0], y[0], w[0]
 
     ds = tf.data.Dataset.range(start, 2**62 if stop is None else stop)
+    if shard[1] > 1:  # whole batches of sample indices, before any work
+        ds = ds.batch(batch_size).shard(shard[1], shard[0]).unbatch()
     ds = ds.map(make, num_parallel_calls=parallel, deterministic=ordered)
     ds = ds.batch(batch_size, drop_remainder=stop is None)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -624,6 +633,7 @@ def make_training_dataset(
     num_parallel_calls=AUTOTUNE,
     start=0,
     pipeline="auto",
+    shard=None,
 ):
     """A stream of augmented training tiles, ready for `model.fit`.
 
@@ -684,6 +694,9 @@ def make_training_dataset(
         pipeline: "auto" (tf.data on the TensorFlow backend, else a
             PyDataset), "tf.data" (TensorFlow backend only) or
             "py_dataset" (any backend).
+        shard: ``(index, count)``: part `index` of `count`; its batch ``k``
+            is batch ``k * count + index`` of the whole stream, and only
+            its samples are computed (multi-worker training).
 
     Returns:
         ``(x, y, w)`` batches: x float32 (B, in_h, in_w, C), y int32 (B,
@@ -705,6 +718,7 @@ def make_training_dataset(
     batch_size = check_int(batch_size, "batch_size", 1, "tiles per batch")
     start = check_int(start, "start", 0, "samples already drawn")
     pipeline = _pick_pipeline(pipeline)
+    shard = _check_shard(shard)
     source = _make_source(images, labels, weights, num_classes, validate)
     spec = WarpSpec.create(
         config,
@@ -726,8 +740,21 @@ def make_training_dataset(
             batch_size,
             num_parallel_calls,
             deterministic,
+            shard,
         )
-    return TrainingTiles(sampler, warp, batch_size, start, stop)
+    return TrainingTiles(sampler, warp, batch_size, start, stop, shard)
+
+
+def _check_shard(shard):
+    """``(index, count)`` with ``0 <= index < count``; None is (0, 1)."""
+    parts = (0, 1) if shard is None else tuple(shard)
+    ints = all(isinstance(v, numbers.Integral) for v in parts)
+    if len(parts) != 2 or not ints or not 0 <= parts[0] < parts[1]:
+        raise ValueError(
+            "`shard` must be (index, count) with 0 <= index < count, e.g. "
+            f"(worker, workers). Received: shard={shard!r}"
+        )
+    return int(parts[0]), int(parts[1])
 
 
 # --------------------------------------------------------------------------

@@ -20,6 +20,10 @@
 
 Every input problem is reported before training starts; a loss that
 becomes NaN or infinite stops the run with `TrainingDiverged`.
+
+With ``distribute="multi-worker"`` every machine runs the same job; the
+chief alone writes into the output folder, the others write into a
+temporary folder that is removed at the end (see docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import pathlib
+import tempfile
 
 import keras
 import numpy as np
@@ -50,10 +56,12 @@ __all__ = [
     "TrainingData",
     "build_model",
     "calibrate",
+    "check_tf_config",
     "fit",
     "load_data",
     "load_training_data",
     "make_streams",
+    "multi_worker_strategy",
     "open_output",
     "prepare",
     "split_validation",
@@ -248,14 +256,18 @@ _RUN_FILES = ("last", "best", "state", "config", "log", "training_curve")
 
 
 @contextlib.contextmanager
-def open_output(config):
+def open_output(config, write=True):
     """The output folder and the resume state ({} for a new run) (step 1).
 
     A context: the folder is locked for this run until the block ends (a
     second run into it is refused; a killed run's lock goes with it), and
-    temporaries of a killed write are removed.
+    temporaries of a killed write are removed. With ``write=False`` (a
+    multi-worker run's other workers) the folder is only read, to resume.
     """
     out = pathlib.Path(config.output)
+    if not write:
+        yield out, _run_state(config, out, write=False)
+        return
     _check_not_an_input(config, out)
     _check_writable(out)
     with folder_lock(out, "keras-unet train"):
@@ -287,10 +299,10 @@ def _check_writable(out):
         ) from None
 
 
-def _run_state(config, out):
+def _run_state(config, out, write=True):
     """The state inside ``last.keras`` (or, for older runs, state.json)."""
     last = out / "last.keras"
-    if last.exists() and not config.resume:
+    if last.exists() and not config.resume and write:
         raise FileExistsError(
             f"{out} already holds a training run (last.keras). Pass "
             "--resume to continue it, or choose another --output; nothing "
@@ -313,8 +325,9 @@ def _run_state(config, out):
             "state.json beside it; start a new run."
         )
     _check_resume(config, out)
-    _trim_log(out / "log.csv", int(state.get("epochs_done", 0)))
-    _write_json(out / "state.json", state)  # the copy matches last.keras
+    if write:
+        _trim_log(out / "log.csv", int(state.get("epochs_done", 0)))
+        _write_json(out / "state.json", state)  # the copy matches last.keras
     return state
 
 
@@ -404,15 +417,21 @@ def write_run_info(out, config, recipe, data, **extra):
 
 
 def _strategy(config):
-    """A tf.distribute strategy for ``distribute="mirrored"``, else None."""
+    """The tf.distribute strategy of ``config.distribute``, else None.
+
+    `train` calls it first: MultiWorkerMirroredStrategy must be set up
+    before TensorFlow runs any op.
+    """
     if not config.distribute:
         return None
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
-            "distribute='mirrored' uses tf.distribute and needs the "
-            "TensorFlow backend (KERAS_BACKEND=tensorflow). Received: "
+            f"distribute={config.distribute!r} uses tf.distribute and needs "
+            "the TensorFlow backend (KERAS_BACKEND=tensorflow). Received: "
             f"backend={keras.backend.backend()!r}"
         )
+    if config.distribute == "multi-worker":
+        return multi_worker_strategy()
     import tensorflow as tf
 
     # All local GPUs; without GPUs, all (logical) CPU devices.
@@ -420,6 +439,83 @@ def _strategy(config):
         tf.config.list_logical_devices("CPU")
     )
     return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def multi_worker_strategy():
+    """MultiWorkerMirroredStrategy from ``TF_CONFIG``, ready for ``fit``.
+
+    Checks ``TF_CONFIG`` (`check_tf_config`) and works around Keras 3's
+    reduction of whole batches (`_reduce_leaf_by_leaf`). Create it first in
+    the program, before TensorFlow runs any op; TensorFlow backend only.
+    """
+    check_tf_config(os.environ.get("TF_CONFIG"))
+    import tensorflow as tf
+
+    return _reduce_leaf_by_leaf(tf.distribute.MultiWorkerMirroredStrategy())
+
+
+def _reduce_leaf_by_leaf(strategy):
+    """`strategy` with a ``reduce`` that Keras 3's ``fit`` can use.
+
+    Keras (3.15) reduces a whole ``(x, y, w)`` batch in one
+    ``strategy.reduce`` call, and scalar logs along axis 0; with several
+    workers MultiWorkerMirroredStrategy refuses both (keras-team/keras
+    issue 20585). This reduces each tensor on its own, scalars without an
+    axis: the same values, in calls the strategy accepts.
+    """
+    import tensorflow as tf
+
+    reduce = strategy.reduce
+
+    def reduce_each(reduce_op, value, axis=None):
+        def one(v):
+            rank = strategy.experimental_local_results(v)[0].shape.rank
+            return reduce(reduce_op, v, axis if rank else None)
+
+        return tf.nest.map_structure(one, value)
+
+    strategy.reduce = reduce_each
+    return strategy
+
+
+_TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+    '"task": {"type": "worker", "index": 0}}'
+)
+
+
+def check_tf_config(text):
+    """The parsed ``TF_CONFIG`` of a multi-worker run, checked.
+
+    TensorFlow's format: the cluster's ``"worker"`` (and optional
+    ``"chief"``) addresses, and this process's task type and index.
+
+    Examples:
+        >>> check_tf_config(_TF_CONFIG_EXAMPLE)["task"]
+        {'type': 'worker', 'index': 0}
+    """
+    if not text:
+        raise ValueError(
+            "distribute='multi-worker' needs the TF_CONFIG environment "
+            "variable on every machine, e.g. TF_CONFIG="
+            f"'{_TF_CONFIG_EXAMPLE}' (see docs/scaling.md)."
+        )
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        hosts = cluster[task["type"]]
+        ok = task["type"] in ("chief", "worker") and (
+            0 <= task["index"] < len(hosts)
+        )
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            "TF_CONFIG must be JSON naming the cluster's worker addresses "
+            "and this task (type 'worker' or 'chief', index into its list), "
+            f"e.g. '{_TF_CONFIG_EXAMPLE}'. Received: TF_CONFIG={text!r}"
+        )
+    return tf_config
 
 
 def _make_deterministic():
@@ -452,40 +548,61 @@ class Streams:
     validation: object
 
 
-def make_streams(config, recipe, data, samples_drawn, replicas=1):
+def make_streams(config, recipe, data, samples_drawn, strategy=None):
     """The training stream from sample `samples_drawn` on, and validation.
+
+    The stream is batched with the global batch (``batch_size`` per
+    replica, times the replicas). In a multi-worker run each worker
+    computes only its part of every global batch (`shard` of
+    `keras_unet.data.make_training_dataset`), so the workers together
+    draw exactly the samples of a one-process run with the global batch.
 
     Returns:
         `Streams` (step 3).
     """
     from keras_unet import data as unet_data
 
-    batch = recipe.batch_size * replicas
+    replicas = strategy.num_replicas_in_sync if strategy else 1
     common = dict(
         input_size=config.input_size,
         depth=config.depth,
         padding=config.padding,
         num_classes=data.prepared.num_classes,
-        batch_size=batch,
     )
+    train_data = [
+        data.pick(k, "train") for k in ("images", "labels", "weights")
+    ]
 
-    def stream(start, validate=True):
+    def stream(start, batch_size, shard=None):
         return unet_data.make_training_dataset(
-            *(data.pick(k, "train") for k in ("images", "labels", "weights")),
+            *train_data,
             seed=config.seed,
             augment=recipe.augment,
             start=start,
-            validate=validate,
+            shard=shard,
+            batch_size=batch_size,
             **common,
+        )
+
+    def make(start):
+        if config.distribute != "multi-worker":
+            return stream(start, recipe.batch_size * replicas)
+        return strategy.distribute_datasets_from_function(
+            lambda context: stream(
+                start,
+                recipe.batch_size,  # per replica: each takes whole batches
+                (context.input_pipeline_id, context.num_input_pipelines),
+            )
         )
 
     val_ds = None
     if data.val_indices:
         val_ds = unet_data.make_validation_dataset(
             *(data.pick(k, "val") for k in ("images", "labels", "weights")),
+            batch_size=recipe.batch_size * replicas,
             **common,
         )
-    return Streams(stream, stream(samples_drawn), val_ds)
+    return Streams(make, make(samples_drawn), val_ds)
 
 
 def build_model(config, recipe, data, out, strategy=None, state=None):
@@ -668,6 +785,7 @@ class TrainResult:
     val_indices: list
     calibration: dict = dataclasses.field(default_factory=dict)
     replicas: int = 1
+    chief: bool = True
 
 
 def train(config: TrainConfig, callbacks=None) -> TrainResult:
@@ -680,7 +798,9 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
     ``training_curve.png`` and ``tensorboard/``. Ctrl-C saves
     ``last.keras`` and ``state.json`` and re-raises KeyboardInterrupt;
     ``resume=True`` continues from them with the optimizer state and the
-    exact data stream.
+    exact data stream. In a multi-worker run only the chief writes them;
+    every worker resumes from the run in its ``config.output`` (a shared
+    folder or a copy of the chief's).
 
     Args:
         config: the settings (`keras_unet.config.TrainConfig`).
@@ -691,28 +811,46 @@ def train(config: TrainConfig, callbacks=None) -> TrainResult:
             infinite (the last good checkpoint is kept).
     """
     recipe = config.check()
-    with open_output(config) as (out, state):
-        return _train_in(out, state, config, recipe, callbacks)
+    strategy = _strategy(config)  # first: multi-worker sets up TensorFlow
+    chief = strategy is None or strategy.extended.should_checkpoint
+    with (
+        open_output(config, write=chief) as (out, state),
+        _workspace(out, chief) as place,
+    ):
+        return _train_in(place, config, recipe, strategy, out, state,
+                         callbacks)  # fmt: skip
 
 
-def _train_in(out, state, config, recipe, extra_callbacks):
-    """`train`'s steps 2-7 in the locked output folder."""
-    data = load_training_data(config, recipe, out)
+@contextlib.contextmanager
+def _workspace(out, chief):
+    """Where this process writes: `out`, or a temporary folder for the
+    non-chief workers of a multi-worker run (removed at the end)."""
+    if chief:
+        yield out
+        return
+    with tempfile.TemporaryDirectory(prefix="keras_unet_worker_") as tmp:
+        yield pathlib.Path(tmp)
+
+
+def _train_in(place, config, recipe, strategy, out, state, extra_callbacks):
+    """Steps 2-7 of `train`, writing into `place`."""
+    chief = place == out
+    data = load_training_data(config, recipe, place)
     if config.deterministic:
         _make_deterministic()
     keras.utils.set_random_seed(config.seed)
-    strategy = _strategy(config)
     replicas = strategy.num_replicas_in_sync if strategy else 1
     streams = make_streams(
-        config, recipe, data, int(state.get("samples_drawn", 0)), replicas
+        config, recipe, data, int(state.get("samples_drawn", 0)), strategy
     )
-    write_run_info(out, config, recipe, data)
+    if chief:
+        write_run_info(out, config, recipe, data)
     model = build_model(config, recipe, data, out, strategy, state)
     callbacks = training_callbacks(
-        out,
+        place,
         monitor="val_loss" if streams.validation is not None else "loss",
         early_stopping=config.early_stopping,
-        tensorboard=_tensorboard_available(config),
+        tensorboard=chief and _tensorboard_available(config),
         batch_size=recipe.batch_size * replicas,
         append_log=config.resume,
         save_every=config.save_every,
@@ -721,15 +859,16 @@ def _train_in(out, state, config, recipe, extra_callbacks):
     try:
         history = fit(model, config, streams, callbacks)
     except KeyboardInterrupt:
-        _save_on_interrupt(callbacks)
+        if chief:
+            _save_on_interrupt(callbacks)
         _close_logs(callbacks)
         raise
     except Exception:
         _close_logs(callbacks)
         raise
     finally:
-        write_training_curve(out / "log.csv", out / "training_curve.png")
-    calibration = calibrate(out, data)
+        write_training_curve(place / "log.csv", place / "training_curve.png")
+    calibration = calibrate(out, data) if chief else {}
     if calibration:
         write_run_info(out, config, recipe, data, calibration=calibration)
     return TrainResult(
@@ -742,4 +881,5 @@ def _train_in(out, state, config, recipe, extra_callbacks):
         val_indices=data.val_indices,
         calibration=calibration,
         replicas=replicas,
+        chief=chief,
     )
