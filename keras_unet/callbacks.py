@@ -42,7 +42,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class StopOnDivergence(keras.callbacks.Callback):
-    """Raise `TrainingDiverged` at the first NaN or infinite training loss.
+    """Raise `TrainingDiverged` at the first NaN or infinite training loss,
+    or a NaN or infinite loss (validation too) at the end of an epoch.
 
     Keras' `TerminateOnNaN` stops gracefully, which still runs the epoch's
     callbacks, so a checkpoint would store the broken weights; raising
@@ -61,6 +62,14 @@ class StopOnDivergence(keras.callbacks.Callback):
         if loss is None or np.isfinite(loss):
             return
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._fail(f"the loss is {float(loss)} at step {step}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            if key.endswith("loss") and not np.isfinite(value):
+                self._fail(f"{key} is {float(value)} after epoch {epoch + 1}")
+
+    def _fail(self, what):
         kept = ""
         if self.checkpoint is not None and self.checkpoint.last_path.exists():
             kept = (
@@ -68,9 +77,9 @@ class StopOnDivergence(keras.callbacks.Callback):
                 f"(after epoch {self.checkpoint.epochs_done}), is kept."
             )
         raise TrainingDiverged(
-            f"training diverged: the loss is {float(loss)} at step {step}."
-            f"{kept} Lower the learning rate (--learning-rate), keep a "
-            "warm-up (--warmup-steps), or check the labels and weights."
+            f"training diverged: {what}.{kept} Lower the learning rate "
+            "(--learning-rate), keep a warm-up (--warmup-steps), or check "
+            "the labels and weights."
         )
 
 
@@ -335,7 +344,7 @@ def training_callbacks(
         save_every: epochs between ``last.keras`` writes.
 
     Returns:
-        A list: CSVLogger, `UNetCheckpoint`, `StopOnDivergence`, the
+        A list: CSVLogger, `StopOnDivergence`, `UNetCheckpoint`, the
         training-curve writer, and TensorBoard / EarlyStopping when
         enabled.
     """
@@ -348,8 +357,8 @@ def training_callbacks(
         # the log row of an epoch before its checkpoint: a kill between the
         # two leaves a row that resuming trims and trains again, not a gap
         keras.callbacks.CSVLogger(str(out / "log.csv"), append=append_log),
+        StopOnDivergence(checkpoint),  # before a checkpoint of a broken epoch
         checkpoint,
-        StopOnDivergence(checkpoint),
         TrainingCurve(out / "log.csv", out / "training_curve.png"),
     ]
     if tensorboard == "auto":

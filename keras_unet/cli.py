@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import pathlib
 import sys
@@ -331,8 +332,9 @@ def _cmd_evaluate(args):
 
     invert = {"auto": None, "yes": True, "no": False}[args.invert]
     report = evaluate_predictions(
-        args.predictions, args.labels, args.output, invert=invert
-    )
+        args.predictions, args.labels, args.output, invert=invert,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     mean = report.get("mean", {})
     shown = {k: v for k, v in mean.items() if isinstance(v, float)}
     print(
@@ -551,6 +553,11 @@ def _add_evaluate(sub):
     p.add_argument("--labels", required=True, help="folder of labels")
     p.add_argument("--output", default=None, help="folder for the report")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier report in --output",
+    )
+    p.add_argument(
         "--invert",
         choices=("auto", "yes", "no"),
         default="auto",
@@ -709,10 +716,20 @@ def build_parser():
     return parser
 
 
+def _user_message(err):
+    """The error's text; a bare ``[Errno N] ...: path`` said in words."""
+    if isinstance(err, OSError) and err.errno and err.filename:
+        kind = {
+            errno.EEXIST: "exists and cannot be used as this output",
+            errno.ENOTDIR: "is not a folder",
+            errno.EISDIR: "is a folder",
+        }.get(err.errno, (err.strerror or str(err)).lower())
+        return f"{err.filename} {kind}; choose another path."
+    return str(err)
+
+
 def _resource_message(err):
     """One line for a failure of the machine: full disk, memory, I/O."""
-    import errno
-
     if isinstance(err, MemoryError):
         return (
             f"out of memory ({err or 'MemoryError'}); use a smaller "
@@ -764,12 +781,18 @@ def main(argv=None):
     ) as err:
         if os.environ.get("KERAS_UNET_DEBUG"):
             raise
-        print(f"keras-unet: error: {err}", file=sys.stderr)
+        print(f"keras-unet: error: {_user_message(err)}", file=sys.stderr)
         return 2
     except (OSError, MemoryError) as err:  # the machine, not the input
         if os.environ.get("KERAS_UNET_DEBUG"):
             raise
         print(f"keras-unet: error: {_resource_message(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # e.g. TensorFlow's own "disk full" error
+        if "No space left on device" not in str(err):
+            raise
+        full = OSError(errno.ENOSPC, "No space left on device")
+        print(f"keras-unet: error: {_resource_message(full)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("keras-unet: interrupted", file=sys.stderr)

@@ -249,7 +249,13 @@ class TrainConfig:
             raise FileNotFoundError(f"No such config file: {path}") from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from None
-        values = values.get("config", values)
+        if isinstance(values, dict):
+            values = values.get("config", values)
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"{path} holds a JSON {type(values).__name__}, not an object "
+                'of settings such as {"filters": 16}: pass a config.json.'
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -269,6 +275,8 @@ class TrainConfig:
         """Validate every setting (one-line errors); returns the recipe."""
         for field in dataclasses.fields(self):
             _check_field(field, getattr(self, field.name))
+        if not str(self.output).strip():
+            raise ValueError("`output` is empty: give the run's folder.")
         if self.format != "synthetic" and not self.data:
             raise ValueError(
                 f"`data` (a path) is needed for format={self.format!r}."

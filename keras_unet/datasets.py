@@ -497,7 +497,12 @@ def _read_mask(path, image_path, image_shape):
             f"{image_shape}."
         )
     if not np.issubdtype(mask.dtype, np.integer):
-        raise ValueError(f"Mask {path} is not integer-valued.")
+        whole = np.isfinite(mask).all() and (mask == np.round(mask)).all()
+        if not whole:  # a float mask of whole numbers (0.0/1.0) is fine
+            raise ValueError(
+                f"Mask {path} holds fractional values ({mask.dtype}); masks "
+                "hold class or object ids: save it as an integer image."
+            )
     return mask.astype(np.int32)
 
 

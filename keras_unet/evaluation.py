@@ -23,6 +23,7 @@ from keras_unet import scores
 from keras_unet.io import (
     IMAGE_SUFFIXES,
     atomic_path,
+    check_output_folder,
     files_by_stem,
     list_files,
     read_array,
@@ -65,6 +66,7 @@ def evaluate_folders(
     decision_threshold=None,
     model=None,
     on_image=None,
+    overwrite=False,
 ) -> dict:
     """Score a folder of membrane probability maps against a folder of labels.
 
@@ -99,6 +101,8 @@ def evaluate_folders(
             every row and to the mean.
         model: optional name of the model that made the maps, written in
             ``settings`` and in every row.
+        overwrite: replace an earlier report in `output_dir` (a folder
+            holding only ``metrics.json`` and ``metrics.csv``).
         on_image: optional callable ``on_image(index, total, row)`` called
             after each image with its report row (e.g. to print progress).
 
@@ -141,6 +145,7 @@ def evaluate_folders(
         else float(scores.check_thresholds(decision_threshold)[0]),
         "model": None if model is None else str(model),
     }
+    _check_folders(prob_dir, label_dir, output_dir, overwrite)
     pairs, unpaired = _pair_files(prob_dir, label_dir)
     images = []
     for stem, (prob_path, label_path) in pairs.items():
@@ -178,8 +183,36 @@ def _check_channel(channel) -> int:
 # ---------------------------------------------------------------------------
 
 
+def _check_folders(prob_dir, label_dir, output_dir, overwrite):
+    """Three different folders; the report never replaces the user's files."""
+    same = pathlib.Path(prob_dir).resolve() == pathlib.Path(label_dir).resolve()
+    if same:
+        raise ValueError(
+            f"The maps and the labels are the same folder ({prob_dir}): give "
+            "the predictions folder and the labels folder."
+        )
+    if output_dir is None:
+        return
+    for given, what in ((prob_dir, "maps"), (label_dir, "labels")):
+        if pathlib.Path(output_dir).resolve() == pathlib.Path(given).resolve():
+            raise ValueError(
+                f"The report folder {output_dir} is the {what} folder; "
+                "choose another --output."
+            )
+    check_output_folder(
+        output_dir, "metrics.json",
+        lambda p: p.name in ("metrics.json", "metrics.csv"), overwrite,
+        "an evaluation report",
+    )  # fmt: skip
+
+
 def _files_by_stem(folder, suffixes, what):
     folder = pathlib.Path(folder)
+    if folder.is_file():
+        raise NotADirectoryError(
+            f"{folder} is a file; give the folder of {what}s (e.g. "
+            f"{folder.parent})."
+        )
     if not folder.is_dir():
         raise FileNotFoundError(f"The {what} folder does not exist: {folder}")
     return files_by_stem(list_files(folder, suffixes), folder, what)

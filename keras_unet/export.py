@@ -22,7 +22,7 @@ import pathlib
 
 from keras_unet import tiling
 from keras_unet.checks import check_choice, check_int, check_number
-from keras_unet.io import atomic_folder
+from keras_unet.io import atomic_folder, check_output_folder
 from keras_unet.mirror import check_mirror, mirror_index
 from keras_unet.tta import average_over_transforms, resolve_tta
 
@@ -247,6 +247,8 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
         )
     import tensorflow as tf
 
+    check_output_folder(path, METADATA_FILE, _exported, overwrite,
+                        "a keras-unet SavedModel export")  # fmt: skip
     check_choice(input_dtype, "input_dtype", INPUT_DTYPES)
     check_mirror(mirror)
     names = resolve_tta(tta)
@@ -299,10 +301,16 @@ def export_saved_model(model, path, tta=None, tile_size=None, *, batch_size=1,
                   "labels: (H, W) or (N, H, W), uint8",
     }
     # fmt: on
-    with atomic_folder(path, overwrite) as tmp:
+    with atomic_folder(path, overwrite) as tmp:  # checked again at the end
         archive.write_out(str(tmp), verbose=False)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return path
+
+
+def _exported(entry):
+    """Whether `entry` is part of what `export_saved_model` writes."""
+    return entry.name in {METADATA_FILE, "saved_model.pb", "fingerprint.pb",
+                          "variables", "assets"}  # fmt: skip
 
 
 def export_bioimageio(model, path, **metadata):

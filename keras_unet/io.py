@@ -8,6 +8,7 @@ model always sees the same value range it was trained on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import shutil
@@ -20,6 +21,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "atomic_folder",
     "atomic_path",
+    "check_output_folder",
     "files_by_stem",
     "folder_lock",
     "list_files",
@@ -123,6 +125,42 @@ def _check_folder_target(path, overwrite):
             f"{path} exists and is not empty; pass overwrite=True to replace "
             "it, or write to a new folder (TF Serving layout: "
             f"<base>/<model name>/<version>/). Received: path={str(path)!r}"
+        )
+
+
+def check_output_folder(path, marker, ours, overwrite, holds):
+    """Refuse an output folder whose replacement would lose the user's work.
+
+    An absent or empty folder is fine. A folder replaced with `overwrite`
+    must be an earlier output of the same command: it holds the `marker`
+    file and only entries for which ``ours(entry)`` is true. Anything else
+    is the user's (data, a run, notes) and is never replaced.
+
+    Args:
+        holds: what the folder holds, for the message (e.g. "a SavedModel
+            export").
+
+    Raises:
+        FileExistsError: naming the folder and what to do.
+    """
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(
+            f"{path} exists and is not a directory; choose another output path."
+        )
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    foreign = sorted(p.name for p in path.iterdir() if not ours(p))
+    if not (path / marker).is_file() or foreign:
+        shown = ", ".join(foreign[:3]) or f"no {marker}"
+        raise FileExistsError(
+            f"{path} is not empty and is not {holds} ({shown}); it is never "
+            "replaced: choose a new output folder (nothing was changed)."
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"{path} already holds {holds}; choose a new output folder, or "
+            "pass --overwrite (overwrite=True) to replace it."
         )
 
 
@@ -279,7 +317,12 @@ def write_image(path, image) -> pathlib.Path:
             elif image.ndim == 3 and image.shape[-1] == 4:
                 image = image[..., [2, 1, 0, 3]]
             if not cv2.imwrite(str(tmp), np.ascontiguousarray(image)):
-                raise ValueError(f"OpenCV could not write {path}")
+                free = shutil.disk_usage(path.parent).free
+                raise OSError(
+                    errno.ENOSPC if free < 2**20 else errno.EIO,
+                    "OpenCV could not write the image (disk full?)",
+                    str(path),
+                )
     return path
 
 

@@ -442,7 +442,12 @@ def load_model(path, compile=True):
 
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No such model file: {path}")
+        what = "is a folder, not a .keras file" if path.is_dir() else (
+            "does not exist")  # fmt: skip
+        raise FileNotFoundError(
+            f"No such model file: {path} {what} (best.keras or last.keras "
+            "of a run)."
+        )
     if path.suffix != ".keras":
         raise ValueError(
             f"{path} is not a .keras file. keras_unet saves models with "

@@ -253,6 +253,9 @@ def load_training_data(config, recipe, out) -> TrainingData:
 
 # What a run writes at the top of its folder (their temporaries too).
 _RUN_FILES = ("last", "best", "state", "config", "log", "training_curve")
+_RUN_ENTRIES = {"last.keras", "best.keras", "state.json", "config.json",
+                "log.csv", "training_curve.png", "tensorboard",
+                "weight_cache"}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -287,12 +290,14 @@ def _check_not_an_input(config, out):
 
 
 def _check_writable(out):
+    probe = out / ".keras_unet_write_test"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".keras_unet_write_test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
+        if probe.is_file():  # created, but the disk is full
+            probe.unlink()
         raise PermissionError(
             f"Cannot write to the output folder {out}: {err.strerror}. "
             "Choose another --output."
@@ -302,6 +307,16 @@ def _check_writable(out):
 def _run_state(config, out, write=True):
     """The state inside ``last.keras`` (or, for older runs, state.json)."""
     last = out / "last.keras"
+    foreign = write and not config.resume and sorted(
+        p.name for p in out.iterdir()
+        if p.name not in _RUN_ENTRIES and not p.name.startswith(".")
+    )  # fmt: skip
+    if foreign:
+        raise FileExistsError(
+            f"{out} holds files that are not a keras-unet run "
+            f"({', '.join(foreign[:3])}); train into a new or empty --output "
+            "(nothing was changed)."
+        )
     if last.exists() and not config.resume and write:
         raise FileExistsError(
             f"{out} already holds a training run (last.keras). Pass "

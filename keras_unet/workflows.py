@@ -19,6 +19,7 @@ from keras_unet.io import (
     IMAGE_SUFFIXES,
     atomic_folder,
     atomic_path,
+    check_output_folder,
     list_files,
     read_array,
     write_image,
@@ -60,6 +61,12 @@ def _input_files(inputs):
     """Image files from a file, a folder or a list; stems must differ."""
     if isinstance(inputs, list | tuple):
         files = [pathlib.Path(f) for f in inputs]
+        folders = [str(f) for f in files if f.is_dir()]
+        if folders:
+            raise ValueError(
+                f"{', '.join(folders)}: a folder among image files; give one "
+                "folder alone, or image files."
+            )
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(
@@ -67,6 +74,8 @@ def _input_files(inputs):
             )
     else:
         files = list_images(inputs)
+    if not files:
+        raise ValueError(f"No images to segment in {inputs!r}.")
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise ValueError(
@@ -208,23 +217,11 @@ def check_prediction_folder(out, overwrite=False):
     nothing else) is replaced only with `overwrite`; any other content is
     the user's and is never replaced.
     """
-    out = pathlib.Path(out)
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    record = out / PREDICTION_INFO
-    foreign = [p.name for p in out.iterdir() if not _ours(p)]
-    if not record.is_file() or foreign:
-        shown = ", ".join(sorted(foreign)[:3]) or "no " + PREDICTION_INFO
-        raise FileExistsError(
-            f"{out} is not an empty folder nor one of keras-unet predict's "
-            f"({shown}); choose a new output folder (nothing was changed)."
-        )
-    if not overwrite:
-        model = json.loads(record.read_text()).get("model", "?")
-        raise FileExistsError(
-            f"{out} already holds predictions of {model}; choose a new output "
-            "folder, or pass --overwrite (overwrite=True) to replace them."
-        )
+    record = pathlib.Path(out) / PREDICTION_INFO
+    model = json.loads(record.read_text()).get("model", "?") if (
+        record.is_file()) else "?"  # fmt: skip
+    check_output_folder(out, PREDICTION_INFO, _ours, overwrite,
+                        f"predictions of {model}")  # fmt: skip
 
 
 def _ours(path):

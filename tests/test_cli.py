@@ -713,3 +713,39 @@ def test_evaluate_names_the_model_and_refuses_foreign_maps(tmp_path, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "did not write (c.tif)" in err and str(model) in err
+
+
+def test_machine_errors_and_bare_errnos_read_as_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_unet import workflows
+
+    model = _tiny_model_file(tmp_path)
+
+    def tf_disk_full(*args, **kwargs):  # TensorFlow's own exception type
+        raise RuntimeError("ResourceExhaustedError: No space left on device")
+
+    monkeypatch.setattr(workflows, "_write_prediction", tf_disk_full)
+    assert _predict(model, tmp_path / "images", tmp_path / "p") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on the device" in err[0]
+    # an existing file where a folder is needed: said in words
+    assert _predict(model, tmp_path / "images", model) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a folder" in err and "Errno" not in err
+    images = str(tmp_path / "images")
+    argv = ["predict", "--model", images, "--input", images, "--output", "x"]
+    assert cli.main(argv) == 2
+    assert "is a folder, not a .keras file" in capsys.readouterr().err
+
+
+def test_predict_files_refuses_no_images_and_mixed_folders(tmp_path):
+    from keras_unet.workflows import predict_files
+
+    model = keras_unet.build_unet((None, None, 1), depth=2, filters=2)
+    with pytest.raises(ValueError, match="No images to segment"):
+        predict_files(model, [], tmp_path / "p")
+    write_image(tmp_path / "a.png", np.zeros((30, 30), np.uint8))
+    with pytest.raises(ValueError, match="a folder among image files"):
+        predict_files(model, [tmp_path / "a.png", tmp_path], tmp_path / "p")
+    assert not (tmp_path / "p").exists()

@@ -342,3 +342,17 @@ def test_folders_refuse_masks_that_are_not_classes(tmp_path, values, match):
     if values == [0, 128]:  # 0/255 is the one mapping done silently
         write_image(tmp_path / "m/x.png", (mask > 0).astype(np.uint8) * 255)
         assert load_folders(tmp_path / "i", tmp_path / "m").num_classes == 2
+
+
+def test_float_masks_of_whole_numbers_are_masks(tmp_path):
+    import tifffile
+
+    write_image(tmp_path / "i/x.png", np.zeros((8, 40), np.uint8))
+    (tmp_path / "m").mkdir()
+    mask = np.resize(np.array([0.0, 1.0], np.float32), (8, 40))
+    tifffile.imwrite(tmp_path / "m/x.tif", mask)
+    data = load_folders(tmp_path / "i", tmp_path / "m")
+    assert data.num_classes == 2
+    tifffile.imwrite(tmp_path / "m/x.tif", mask * 0.5)
+    with pytest.raises(ValueError, match="fractional values"):
+        load_folders(tmp_path / "i", tmp_path / "m")

@@ -220,3 +220,23 @@ def test_evaluate_predictions_reads_the_record(tmp_path):
         assert a["pixel_error_at_decision"] == pytest.approx(
             b["pixel_error_at_decision"], abs=2 / 48**2
         )  # maps equal up to float rounding of 1 - p
+
+
+def test_the_report_never_lands_among_inputs_or_over_a_report(tmp_path):
+    pred, lab, _ = _folders(tmp_path)
+    with pytest.raises(ValueError, match="same folder"):
+        evaluate_folders(lab, lab)
+    for folder, what in ((pred, "maps"), (lab, "labels")):
+        with pytest.raises(ValueError, match=f"is the {what} folder"):
+            evaluate_folders(pred, lab, folder)
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        evaluate_folders(next(pred.iterdir()), lab)
+    out = tmp_path / "report"
+    first = evaluate_folders(pred, lab, out)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        evaluate_folders(pred, lab, out)
+    again = evaluate_folders(pred, lab, out, overwrite=True)
+    assert again["mean"] == first["mean"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="never replaced"):
+        evaluate_folders(pred, lab, out, overwrite=True)

@@ -225,34 +225,37 @@ def test_bad_images_are_rejected_in_the_graph(exported, rgb):
             fn(image=image)
 
 
-def test_writing_is_atomic_and_refuses_to_overwrite(
+def test_writing_is_atomic_and_never_replaces_the_users_folders(
     model, tmp_path, monkeypatch
 ):
     target = tmp_path / "unet" / "1"
     target.mkdir(parents=True)
     (target / "keep.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="never replaced"):
         export_saved_model(model, target, tile_size=92)
+    # not even with overwrite=True: only an earlier export is replaced
+    with pytest.raises(FileExistsError, match=r"\(keep\.txt\); it is never"):
+        export_saved_model(model, target, tile_size=92, overwrite=True)
     assert (target / "keep.txt").read_text() == "user data"
+    (target / "keep.txt").unlink()
 
     # A crash while writing leaves neither a partial model nor temp folders.
     def crash(self, *args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", crash)
-    fresh = tmp_path / "unet" / "2"
     with pytest.raises(RuntimeError, match="disk full"):
-        export_saved_model(model, fresh, tile_size=92)
-    with pytest.raises(RuntimeError, match="disk full"):
-        export_saved_model(model, target, tile_size=92, overwrite=True)
+        export_saved_model(model, target, tile_size=92)
     monkeypatch.undo()
-    assert not fresh.exists()
-    assert (target / "keep.txt").read_text() == "user data"
     assert sorted(p.name for p in (tmp_path / "unet").iterdir()) == ["1"]
+    assert not any(target.iterdir())
 
-    export_saved_model(model, target, tile_size=92, overwrite=True)
-    assert not (target / "keep.txt").exists()
-    assert (target / "saved_model.pb").is_file()
+    export_saved_model(model, target, tile_size=92)  # into the empty folder
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_saved_model(model, target, tile_size=92)
+    before = (target / "keras_unet.json").read_text()
+    export_saved_model(model, target, tile_size=188, overwrite=True)
+    assert (target / "keras_unet.json").read_text() != before  # replaced
     assert sorted(p.name for p in (tmp_path / "unet").iterdir()) == ["1"]
 
 

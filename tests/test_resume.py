@@ -216,3 +216,40 @@ def test_a_run_never_writes_into_its_data_folder(tmp_path):
         with pytest.raises(ValueError, match="among its own inputs"):
             T.train(bad)
         assert [p.name for p in (tmp_path / name).iterdir()] == ["a.png"]
+
+
+def test_a_run_never_writes_among_the_users_files(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match=r"not a keras-unet run \(notes"):
+        T.train(config(tmp_path, epochs=1))
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == [
+        "notes.txt"
+    ]
+    with pytest.raises(ValueError, match="`output` is empty"):
+        T.train(config(tmp_path, output=" "))
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="a JSON list, not an object"):
+        TrainConfig.from_json(listed)
+
+
+def test_a_validation_loss_of_nan_fails_the_run(tmp_path, monkeypatch):
+    """A training loss that stays finite (1e23) while the validation loss
+    is NaN is a diverged run, not "Done"."""
+
+    class NanValidation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = float("nan")
+
+    real = T.training_callbacks
+    monkeypatch.setattr(
+        T,
+        "training_callbacks",
+        lambda *a, **k: [NanValidation(), *real(*a, **k)],
+    )
+    with pytest.raises(C.TrainingDiverged, match="val_loss is nan after"):
+        T.train(config(tmp_path, epochs=2))
+    assert not (tmp_path / "run" / "best.keras").exists()
+    assert not (tmp_path / "run" / "last.keras").exists()
