@@ -716,6 +716,16 @@ def build_parser():
     return parser
 
 
+def _shown_path(filename):
+    """The path the user gave for a temporary sibling of atomic writes
+    (``dir/.name.x1y2.tmp.ext`` -> ``dir/name.ext``)."""
+    path = pathlib.Path(str(filename))
+    stem, _, rest = path.name[1:].partition(".")
+    if path.name.startswith(".") and ".tmp" in rest:
+        return str(path.with_name(stem + rest.partition(".tmp")[2]))
+    return str(filename)
+
+
 def _user_message(err):
     """The error's text; a bare ``[Errno N] ...: path`` said in words."""
     if isinstance(err, OSError) and err.errno and err.filename:
@@ -724,7 +734,7 @@ def _user_message(err):
             errno.ENOTDIR: "is not a folder",
             errno.EISDIR: "is a folder",
         }.get(err.errno, (err.strerror or str(err)).lower())
-        return f"{err.filename} {kind}; choose another path."
+        return f"{_shown_path(err.filename)} {kind}; choose another path."
     return str(err)
 
 
@@ -735,7 +745,7 @@ def _resource_message(err):
             f"out of memory ({err or 'MemoryError'}); use a smaller "
             "--tile-size or --batch-size, or a machine with more memory"
         )
-    where = f" ({err.filename})" if err.filename else ""
+    where = f" ({_shown_path(err.filename)})" if err.filename else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
             f"no space left on the device{where}; free space or choose "

@@ -749,3 +749,14 @@ def test_predict_files_refuses_no_images_and_mixed_folders(tmp_path):
     with pytest.raises(ValueError, match="a folder among image files"):
         predict_files(model, [tmp_path / "a.png", tmp_path], tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_errors_name_the_users_path_not_a_temporary_sibling():
+    import errno
+
+    err = OSError(errno.EPERM, "Operation not permitted", "ro/.p38.x1y2.tmp")
+    assert cli._user_message(err) == (
+        "ro/p38 operation not permitted; choose another path."
+    )
+    full = OSError(errno.ENOSPC, "No space", "run/.last.abc.tmp.keras")
+    assert "(run/last.keras)" in cli._resource_message(full)
