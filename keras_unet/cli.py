@@ -775,12 +775,6 @@ def main(argv=None):
         )
         print(f"keras-unet: error: {err}{hint}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        diverged = sys.modules.get("keras_unet.callbacks")
-        if diverged is None or not isinstance(err, diverged.TrainingDiverged):
-            raise
-        print(f"keras-unet: error: {err}", file=sys.stderr)
-        return 1
     except (
         ValueError,
         TypeError,
@@ -798,7 +792,11 @@ def main(argv=None):
             raise
         print(f"keras-unet: error: {_resource_message(err)}", file=sys.stderr)
         return 1
-    except Exception as err:  # e.g. TensorFlow's own "disk full" error
+    except Exception as err:  # a diverged run, TensorFlow's "disk full"
+        callbacks = sys.modules.get("keras_unet.callbacks")
+        if callbacks and isinstance(err, callbacks.TrainingDiverged):
+            print(f"keras-unet: error: {err}", file=sys.stderr)
+            return 1
         if "No space left on device" not in str(err):
             raise
         full = OSError(errno.ENOSPC, "No space left on device")

@@ -732,7 +732,7 @@ def test_machine_errors_and_bare_errnos_read_as_one_line(
     # an existing file where a folder is needed: said in words
     assert _predict(model, tmp_path / "images", model) == 2
     err = capsys.readouterr().err.strip()
-    assert "is not a folder" in err and "Errno" not in err
+    assert "is not a directory" in err and "Errno" not in err
     images = str(tmp_path / "images")
     argv = ["predict", "--model", images, "--input", images, "--output", "x"]
     assert cli.main(argv) == 2
