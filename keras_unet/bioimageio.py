@@ -36,6 +36,7 @@ import numpy as np
 
 import keras_unet
 from keras_unet.checks import check_choice
+from keras_unet.export import INPUT_DTYPES  # the same inputs as TF Serving
 from keras_unet.io import atomic_path, to_float_image, write_image
 from keras_unet.model import free_size_model, inspect_unet
 
@@ -49,7 +50,6 @@ __all__ = [
     "zoo_geometry",
 ]
 
-INPUT_DTYPES = ("uint8", "uint16", "float32")
 WEIGHT_FORMATS = ("keras_v3", "tensorflow_saved_model_bundle")
 PAPER_CITATION = {
     "text": "Ronneberger, O., Fischer, P., Brox, T. U-Net: Convolutional "
