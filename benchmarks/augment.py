@@ -1,7 +1,7 @@
 """Throughput of the augmentation pipeline on every backend, and the old one.
 
 Measures, in one run on one machine, samples/s of
-`keras_unet.data.make_training_dataset` producing the paper's training
+`keras_unet.data.stream.make_training_dataset` producing the paper's training
 samples: 572x572 input tile with 388x388 label and weight tiles, elastic
 deformation (3x3 grid, sigma 10 px) + rotation + flips + gray-value
 variation, from four 512x512 images:
@@ -73,8 +73,8 @@ def child(cores, samples, pipeline, batch_size):
 
         tf.config.threading.set_intra_op_parallelism_threads(cores)
         tf.config.threading.set_inter_op_parallelism_threads(cores)
-    from keras_unet import data
-    from keras_unet.datasets import synthetic_cells
+    from keras_unet.data import stream
+    from keras_unet.data.synthetic import synthetic_cells
 
     images, instances = synthetic_cells(4, size=512, seed=0)
     labels = (instances > 0).astype("int32")
@@ -82,7 +82,7 @@ def child(cores, samples, pipeline, batch_size):
     kw = dict(input_size=572, depth=4, seed=0, batch_size=batch_size)
     if pipeline != "old":
         kw["pipeline"] = pipeline
-    ds = data.make_training_dataset(images, labels, weights, **kw)
+    ds = stream.make_training_dataset(images, labels, weights, **kw)
     if pipeline == "py_dataset":
         batches = (ds[b] for b in range(10**9))
     else:

@@ -43,31 +43,38 @@ def main():
     p.add_argument("--cache", default=str(HERE / "results" / "weight_cache"))
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    from keras_unet import data, recipes
-    from keras_unet.datasets import load_isbi2012
-    from keras_unet.model import build_unet, load_model
-    from keras_unet.tiling import predict_tiled
-    from keras_unet.train import prepare
+    from keras_unet.data import stream
+    from keras_unet.data.isbi2012 import load_isbi2012
+    from keras_unet.data.prepare import prepare
+    from keras_unet.inference.tiled import predict_tiled
+    from keras_unet.model.saving import load_model
+    from keras_unet.model.unet import build_unet
+    from keras_unet.training import recipes
 
     backend = keras.backend.backend()
     isbi = load_isbi2012(args.data)
     train = isbi.subset([i for i, n in enumerate(isbi.names) if int(n) < 20])
     prepared = prepare(train, recipes.PRESETS["adam"], args.cache)
-    stream = data.make_training_dataset(
-        prepared.images, prepared.labels, prepared.weights,
-        input_size=args.input_size, seed=0,
-    )  # fmt: skip
+    stream = stream.make_training_dataset(
+        prepared.images,
+        prepared.labels,
+        prepared.weights,
+        input_size=args.input_size,
+        seed=0,
+    )
     keras.utils.set_random_seed(0)
     model = build_unet((None, None, 1), filters=args.filters, seed=0)
     total = args.warmup + args.steps
     recipes.compile_unet(model, total_steps=total, metrics=False)
     t0 = time.perf_counter()
-    model.fit(stream, steps_per_epoch=args.warmup, epochs=1, verbose=0,
-              shuffle=False)  # fmt: skip
+    model.fit(
+        stream, steps_per_epoch=args.warmup, epochs=1, verbose=0, shuffle=False
+    )
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    history = model.fit(stream, steps_per_epoch=args.steps, epochs=1,
-                        verbose=0, shuffle=False)  # fmt: skip
+    history = model.fit(
+        stream, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False
+    )
     seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         model.save(f"{tmp}/m.keras")

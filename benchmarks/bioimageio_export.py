@@ -3,7 +3,7 @@
 For a depth-2 (4 filters) and a depth-4 (the paper's geometry, 8 filters)
 U-Net with random weights, in one run on one machine:
 
-1. `keras_unet.bioimageio.export_bioimageio` (Keras 3 and SavedModel
+1. `keras_unet.export.bioimageio.export_bioimageio` (Keras 3 and SavedModel
    weights): wall time and zip size;
 2. `bioimageio.core.test_model` on the zip (what ``bioimageio test`` and
    the zoo's CI run): wall time and status;
@@ -38,8 +38,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import machine  # noqa: E402
 
-META = {"name": "Benchmark U-Net", "description": "Random weights.",
-        "authors": ["keras_unet benchmarks"], "license": "MIT"}  # fmt: skip
+META = {
+    "name": "Benchmark U-Net",
+    "description": "Random weights.",
+    "authors": ["keras_unet benchmarks"],
+    "license": "MIT",
+}
 
 
 def _timed(fn):
@@ -64,9 +68,9 @@ def bench(depth, filters, block_n, folder):
     from bioimageio.core import test_model
 
     from keras_unet import build_unet, predict_tiled
-    from keras_unet.bioimageio import export_bioimageio, zoo_geometry
-    from keras_unet.datasets import synthetic_cells
-    from keras_unet.model import inspect_unet
+    from keras_unet.data.synthetic import synthetic_cells
+    from keras_unet.export.bioimageio import export_bioimageio, zoo_geometry
+    from keras_unet.model.spec import inspect_unet
 
     model = build_unet((None, None, 1), depth=depth, filters=filters, seed=0)
     zoo = zoo_geometry(inspect_unet(model))
@@ -74,13 +78,19 @@ def bench(depth, filters, block_n, folder):
     _, export_s = _timed(lambda: export_bioimageio(model, path, **META))
     summary, test_s = _timed(lambda: test_model(str(path)))
     row = {
-        "depth": depth, "filters": filters, "block_min": zoo.min,
-        "step": zoo.step, "halo": zoo.halo, "crop": zoo.crop,
+        "depth": depth,
+        "filters": filters,
+        "block_min": zoo.min,
+        "step": zoo.step,
+        "halo": zoo.halo,
+        "crop": zoo.crop,
         "export_s": round(export_s, 2),
         "zip_bytes": path.stat().st_size,
-        "test_model_s": round(test_s, 2), "test_model": summary.status,
-        "block": zoo.min + block_n * zoo.step, "tiled": {},
-    }  # fmt: skip
+        "test_model_s": round(test_s, 2),
+        "test_model": summary.status,
+        "block": zoo.min + block_n * zoo.step,
+        "tiled": {},
+    }
     for h, w in ((600, 700), (601, 701), (608, 704)):
         image = synthetic_cells(1, size=(h, w), seed=1)[0][0]
         predict_tiled(model, image)  # warm-up (traces)
@@ -113,7 +123,7 @@ def main():
             "bioimageio.spec": bioimageio.spec.__version__,
             "bioimageio.core": bioimageio.core.__version__,
             "keras": keras.__version__,
-        },  # fmt: skip
+        },
         "results": [],
     }
     cwd = os.getcwd()

@@ -56,8 +56,9 @@ def make_zarr(path, size, chunk=1024, seed=0):
     """A uint8 size x size Zarr, written one chunk row at a time."""
     import zarr
 
-    z = zarr.create_array(str(path), shape=(size, size), chunks=(chunk, chunk),
-                          dtype="u1")  # fmt: skip
+    z = zarr.create_array(
+        str(path), shape=(size, size), chunks=(chunk, chunk), dtype="u1"
+    )
     rng = np.random.default_rng(seed)
     for r in range(0, size, chunk):
         rows = min(chunk, size - r)
@@ -69,8 +70,8 @@ def make_zarr(path, size, chunk=1024, seed=0):
 
 
 def part_a(model):
-    from keras_unet.chunked import predict_chunked
-    from keras_unet.tiling import predict_tiled, predict_tiled_batch
+    from keras_unet.inference.chunked import predict_chunked
+    from keras_unet.inference.tiled import predict_tiled, predict_tiled_batch
 
     rng = np.random.default_rng(1)
     image = (rng.random((2000, 1500)) * 255).astype(np.uint8)
@@ -86,8 +87,8 @@ def part_a(model):
 
 
 def part_b(model, size=4000):
-    from keras_unet.chunked import predict_chunked
-    from keras_unet.tiling import predict_tiled
+    from keras_unet.inference.chunked import predict_chunked
+    from keras_unet.inference.tiled import predict_tiled
 
     rng = np.random.default_rng(2)
     image = (rng.random((size, size)) * 255).astype(np.uint8)
@@ -111,17 +112,29 @@ def part_b(model, size=4000):
 
 def run_cli(model_path, source, output, *extra):
     """The CLI under /usr/bin/time -v: seconds and peak RSS (MiB)."""
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-c", CLI, "predict",
-           "--model", str(model_path), "--input", str(source), "--output",
-           str(output), "--quiet", *extra]  # fmt: skip
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-c",
+        CLI,
+        "predict",
+        "--model",
+        str(model_path),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--quiet",
+        *extra,
+    ]
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)",
-                    done.stderr)  # fmt: skip
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
     return seconds, int(rss.group(1)) / 1024
 
 
@@ -142,12 +155,17 @@ def part_c(model_path, folder, size):
 def part_d(model_path, folder, size=4000):
     source = make_zarr(pathlib.Path(folder) / f"in{size}.zarr", size, seed=3)
     out = {"image": f"{size}x{size} uint8 Zarr, CLI to OME-Zarr"}
-    for name, extra in (("threads", []), ("local_cluster_2_workers",
-                                          ["--workers", "2"])):  # fmt: skip
+    for name, extra in (
+        ("threads", []),
+        ("local_cluster_2_workers", ["--workers", "2"]),
+    ):
         target = pathlib.Path(folder) / f"{name}.zarr"
         seconds, rss = run_cli(model_path, source, target, *extra)
-        out[name] = {"seconds": seconds, "mpx_per_s": size**2 / 1e6 / seconds,
-                     "peak_rss_mib_main_process": rss}  # fmt: skip
+        out[name] = {
+            "seconds": seconds,
+            "mpx_per_s": size**2 / 1e6 / seconds,
+            "peak_rss_mib_main_process": rss,
+        }
     out["cluster_over_threads_time"] = (
         out["local_cluster_2_workers"]["seconds"] / out["threads"]["seconds"]
     )
@@ -162,10 +180,12 @@ def part_e(model_path, folder, size=8000):
     source = make_zarr(pathlib.Path(folder) / f"e{size}.zarr", size, seed=4)
     tif = pathlib.Path(folder) / f"e{size}.tif"
     tifffile.imwrite(tif, zarr.open_array(str(source), mode="r")[:])
-    old_s, old_rss = run_cli(model_path, tif, pathlib.Path(folder) / "e_old",
-                             "--no-overlay")  # fmt: skip
-    new_s, new_rss = run_cli(model_path, source,
-                             pathlib.Path(folder) / "e_new.zarr")  # fmt: skip
+    old_s, old_rss = run_cli(
+        model_path, tif, pathlib.Path(folder) / "e_old", "--no-overlay"
+    )
+    new_s, new_rss = run_cli(
+        model_path, source, pathlib.Path(folder) / "e_new.zarr"
+    )
     return {
         "image": f"{size}x{size} uint8",
         "in_memory_cli": {"seconds": old_s, "peak_rss_mib": old_rss},
@@ -188,13 +208,19 @@ def main():
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(dir=args.work) as folder:
         model, model_path = make_model(folder)
-        result["model"] = {"depth": 2, "filters": 4,
-                           "parameters": int(model.count_params())}  # fmt: skip
+        result["model"] = {
+            "depth": 2,
+            "filters": 4,
+            "parameters": int(model.count_params()),
+        }
         for part in args.parts:
-            fn = {"a": lambda: part_a(model), "b": lambda: part_b(model),
-                  "c": lambda: part_c(model_path, folder, args.size),
-                  "d": lambda: part_d(model_path, folder),
-                  "e": lambda: part_e(model_path, folder)}[part]  # fmt: skip
+            fn = {
+                "a": lambda: part_a(model),
+                "b": lambda: part_b(model),
+                "c": lambda: part_c(model_path, folder, args.size),
+                "d": lambda: part_d(model_path, folder),
+                "e": lambda: part_e(model_path, folder),
+            }[part]
             result[part] = fn()
             print(part, json.dumps(result[part], indent=1), flush=True)
             out_path.parent.mkdir(parents=True, exist_ok=True)

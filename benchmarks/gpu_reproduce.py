@@ -7,7 +7,7 @@ at most ``--minutes`` of training (the first step, which compiles, is
 timed apart), with the augmentation warped on the
 accelerator (`keras_unet.data` on JAX or PyTorch). Every ``--eval-every``
 seconds of training it scores slices 20-23 as the challenge did
-(`keras_unet.scores.isbi_scores`: Rand and pixel error at the best
+(`keras_unet.evaluation.isbi.isbi_scores`: Rand and pixel error at the best
 threshold of the mean curve) and appends the point to a JSON curve. It
 also reports throughput: tiles/s and the achieved TFLOP/s of the
 convolutions against the chip's bf16 peak (``--peak-tflops``).
@@ -87,8 +87,8 @@ class TimeToAccuracy(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def score(self, loss):
-        from keras_unet.scores import isbi_scores, mean_isbi_scores
-        from keras_unet.tiling import predict_tiled
+        from keras_unet.evaluation.isbi import isbi_scores, mean_isbi_scores
+        from keras_unet.inference.tiled import predict_tiled
 
         t0 = time.perf_counter()
         per_image = [
@@ -112,31 +112,44 @@ class TimeToAccuracy(keras.callbacks.Callback):
 
 
 def make_model_and_data(args):
-    from keras_unet import data, recipes
-    from keras_unet.datasets import load_isbi2012
-    from keras_unet.model import build_unet
-    from keras_unet.train import prepare
+    from keras_unet.data import stream
+    from keras_unet.data.isbi2012 import load_isbi2012
+    from keras_unet.data.prepare import prepare
+    from keras_unet.model.unet import build_unet
+    from keras_unet.training import recipes
 
     isbi = load_isbi2012(args.data)
     number = [int(n) for n in isbi.names]
     train = isbi.subset([i for i, n in enumerate(number) if n < 20])
-    test = [(isbi.images[i], isbi.labels[i])
-            for i, n in enumerate(number) if 20 <= n < 24]  # fmt: skip
+    test = [
+        (isbi.images[i], isbi.labels[i])
+        for i, n in enumerate(number)
+        if 20 <= n < 24
+    ]
     recipe = recipes.recipe(args.preset, batch_size=args.batch_size)
     prepared = prepare(train, recipe, args.cache)
-    stream = data.make_training_dataset(
-        prepared.images, prepared.labels, prepared.weights,
-        input_size=args.input_size, seed=args.seed, augment=recipe.augment,
+    stream = stream.make_training_dataset(
+        prepared.images,
+        prepared.labels,
+        prepared.weights,
+        input_size=args.input_size,
+        seed=args.seed,
+        augment=recipe.augment,
         batch_size=recipe.batch_size,
-    )  # fmt: skip
+    )
     if args.precision != "float32":
         keras.config.set_dtype_policy(f"mixed_{args.precision}")
     keras.utils.set_random_seed(args.seed)
     model = build_unet((None, None, 1), filters=args.filters, seed=args.seed)
     # constant here: TimeSchedule applies the warm-up and decay over time
-    recipes.compile_unet(model, args.preset, batch_size=args.batch_size,
-                         schedule="constant", warmup_steps=0,
-                         metrics=False)  # fmt: skip
+    recipes.compile_unet(
+        model,
+        args.preset,
+        batch_size=args.batch_size,
+        schedule="constant",
+        warmup_steps=0,
+        metrics=False,
+    )
     return model, stream, test, recipe
 
 
@@ -149,8 +162,11 @@ def main():
     p.add_argument("--filters", type=int, default=64)
     p.add_argument("--input-size", type=int, default=572)
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--precision", default="float32",
-                   choices=("float32", "bfloat16", "float16"))  # fmt: skip
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peak-tflops", type=float, default=790.0)
     p.add_argument("--cache", default="/tmp/keras_unet_weight_cache")
@@ -158,15 +174,19 @@ def main():
         "--out", default=str(HERE / "results" / "gpu_reproduce.json")
     )
     args = p.parse_args()
-    from keras_unet.model import unet_flops
+    from keras_unet.model.flops import unet_flops
 
     model, stream, test, recipe = make_model_and_data(args)
     flops_per_tile = 3 * unet_flops(model, args.input_size)  # fwd + bwd
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "backend": keras.backend.backend(),
-              "devices": [str(d) for d in keras.distribution.list_devices()],
-              "settings": vars(args), "curve": []}  # fmt: skip
+    report = {
+        "machine": machine(),
+        "backend": keras.backend.backend(),
+        "devices": [str(d) for d in keras.distribution.list_devices()],
+        "settings": vars(args),
+        "curve": [],
+    }
 
     def write(callback):
         timed_steps = callback.steps - 1  # the first step compiles
@@ -176,24 +196,39 @@ def main():
         report["throughput"] = {
             "tiles_per_s": tiles_per_s,
             "tflops": flops_per_tile * tiles_per_s / 1e12,
-            "fraction_of_peak": flops_per_tile * tiles_per_s / 1e12
+            "fraction_of_peak": flops_per_tile
+            * tiles_per_s
+            / 1e12
             / args.peak_tflops,
-        }  # fmt: skip
+        }
         out.write_text(json.dumps(report, indent=1, default=str) + "\n")
         last = callback.points[-1]
-        print(f"{last['train_seconds']:8.1f} s  step {last['steps']:6d}  "
-              f"loss {last['loss']:.4f}  rand {last['rand_error']:.4f}  "
-              f"pixel {last['pixel_error']:.4f}  ({tiles_per_s:.1f} tiles/s)",
-              flush=True)  # fmt: skip
+        print(
+            f"{last['train_seconds']:8.1f} s  step {last['steps']:6d}  "
+            f"loss {last['loss']:.4f}  rand {last['rand_error']:.4f}  "
+            f"pixel {last['pixel_error']:.4f}  ({tiles_per_s:.1f} tiles/s)",
+            flush=True,
+        )
 
-    callback = TimeToAccuracy(test, args.eval_every, 60 * args.minutes,
-                              args.batch_size, write)  # fmt: skip
-    schedule = TimeSchedule(recipe.learning_rate, recipe.warmup_steps,
-                            callback, 60 * args.minutes,
-                            recipe.schedule == "cosine")  # fmt: skip
+    callback = TimeToAccuracy(
+        test, args.eval_every, 60 * args.minutes, args.batch_size, write
+    )
+    schedule = TimeSchedule(
+        recipe.learning_rate,
+        recipe.warmup_steps,
+        callback,
+        60 * args.minutes,
+        recipe.schedule == "cosine",
+    )
     t0 = time.perf_counter()
-    model.fit(stream, steps_per_epoch=10**9, epochs=1, verbose=0,
-              callbacks=[schedule, callback], shuffle=False)  # fmt: skip
+    model.fit(
+        stream,
+        steps_per_epoch=10**9,
+        epochs=1,
+        verbose=0,
+        callbacks=[schedule, callback],
+        shuffle=False,
+    )
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)
     reached = [pt for pt in callback.points if pt["rand_error"] <= 0.06]
     report["first_rand_at_most_0.06"] = reached[0] if reached else None

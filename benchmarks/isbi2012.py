@@ -1,7 +1,7 @@
 """Recipes compared on real ISBI 2012 data, as a user runs them.
 
-For every recipe and seed: `keras_unet.train.train` on slices 00-15 with
-slices 16-19 as validation (they pick ``best.keras`` and calibrate the
+For every recipe and seed: `keras_unet.training.train.train` on slices 00-15
+with slices 16-19 as validation (they pick ``best.keras`` and calibrate the
 decision threshold), slices 20-23 held out; then ``best.keras`` segments
 20-23 (`predict_tiled`, with and without 8-fold TTA), scored as the
 challenge did (`isbi_scores`: pixel, Rand and warping error at the best
@@ -9,9 +9,9 @@ threshold of the mean curve) and at the model's own decision threshold.
 Same images, steps and model for every recipe; means and spreads over
 seeds.
 
-Recipes (`keras_unet.recipes.PRESETS`, with ``:field=value`` overrides):
-``adam`` (the default: the paper's weight maps and augmentation, Adam
-with warm-up and cosine decay), ``plain`` (a typical Keras script:
+Recipes (`keras_unet.training.recipes.PRESETS`, with ``:field=value``
+overrides): ``adam`` (the default: the paper's weight maps and augmentation,
+Adam with warm-up and cosine decay), ``plain`` (a typical Keras script:
 unweighted cross entropy, flips only, constant Adam 1e-3), ``paper``
 (SGD, momentum 0.99).
 
@@ -49,19 +49,27 @@ MEASURES = ("rand_error", "pixel_error", "warping_error")
 
 
 def train_one(text, seed, args, workdir):
-    from keras_unet.config import TrainConfig
-    from keras_unet.train import train
+    from keras_unet.training.config import TrainConfig
+    from keras_unet.training.train import train
 
     preset, overrides = parse_recipe(text)
     config = TrainConfig(
-        data=str(args.data), format="isbi2012", preset=preset,
+        data=str(args.data),
+        format="isbi2012",
+        preset=preset,
         val_names=[f"{i:02d}" for i in range(16, 20)],
         holdout_names=[f"{i:02d}" for i in range(20, 24)],
-        filters=args.filters, input_size=args.input_size,
-        steps=args.steps_per_epoch, epochs=args.steps // args.steps_per_epoch,
-        seed=seed, output=str(workdir / f"{preset}_{seed}"),
-        tensorboard=False, verbose=0, cache_dir=args.cache, **overrides,
-    )  # fmt: skip
+        filters=args.filters,
+        input_size=args.input_size,
+        steps=args.steps_per_epoch,
+        epochs=args.steps // args.steps_per_epoch,
+        seed=seed,
+        output=str(workdir / f"{preset}_{seed}"),
+        tensorboard=False,
+        verbose=0,
+        cache_dir=args.cache,
+        **overrides,
+    )
     t0 = time.perf_counter()
     result = train(config)
     return result, time.perf_counter() - t0
@@ -69,22 +77,24 @@ def train_one(text, seed, args, workdir):
 
 def score(model, test, threshold, tta):
     """Challenge scores and scores at the decision threshold (membrane)."""
-    from keras_unet.scores import (
+    from keras_unet.evaluation.isbi import (
         isbi_scores,
         mean_isbi_scores,
         pixel_error,
         rand_error,
     )
-    from keras_unet.tiling import predict_tiled
+    from keras_unet.inference.tiled import predict_tiled
 
     per_image, at_threshold = [], []
     for image, label in test:
         membrane = predict_tiled(model, image, tta=tta, verbose=0)[..., 0]
         per_image.append(isbi_scores(membrane, label))
         at_threshold.append(
-            (pixel_error(membrane, label, threshold),
-             rand_error(membrane, label, threshold)["rand_error"])
-        )  # fmt: skip
+            (
+                pixel_error(membrane, label, threshold),
+                rand_error(membrane, label, threshold)["rand_error"],
+            )
+        )
     mean = mean_isbi_scores(per_image)
     values = {m: mean[m] for m in MEASURES}
     values.update({f"{m}_threshold": mean[f"{m}_threshold"] for m in MEASURES})
@@ -95,13 +105,16 @@ def score(model, test, threshold, tta):
 
 
 def run_one(text, seed, args, workdir):
-    from keras_unet.datasets import load_isbi2012
-    from keras_unet.model import load_model
+    from keras_unet.data.isbi2012 import load_isbi2012
+    from keras_unet.model.saving import load_model
 
     result, seconds = train_one(text, seed, args, workdir)
     isbi = load_isbi2012(args.data)
-    test = [(isbi.images[i], isbi.labels[i])
-            for i, n in enumerate(isbi.names) if 20 <= int(n) < 24]  # fmt: skip
+    test = [
+        (isbi.images[i], isbi.labels[i])
+        for i, n in enumerate(isbi.names)
+        if 20 <= int(n) < 24
+    ]
     model = load_model(result.output / "best.keras", compile=False)
     # the decision threshold is on the class of interest, the membrane
     threshold = result.calibration.get("decision_threshold", 0.5)

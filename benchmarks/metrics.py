@@ -1,4 +1,5 @@
-"""Benchmark of keras_unet.scores and evaluation on real ISBI 2012 slices.
+"""Benchmark of keras_unet.evaluation.isbi and evaluation on real ISBI 2012
+slices.
 
 Two parts, saved to ``benchmarks/results/metrics.json``:
 
@@ -38,14 +39,15 @@ from scipy import ndimage
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from keras_unet import topology  # noqa: E402
-from keras_unet.evaluation import evaluate_folders  # noqa: E402
-from keras_unet.io import atomic_path, read_image, write_image  # noqa: E402
-from keras_unet.scores import (  # noqa: E402
+from keras_unet.evaluation import topology  # noqa: E402
+from keras_unet.evaluation.folders import evaluate_folders  # noqa: E402
+from keras_unet.evaluation.isbi import (  # noqa: E402
     DEFAULT_THRESHOLDS,
     isbi_scores,
     warping_error,
-)
+)  # noqa: E402
+from keras_unet.io.atomic import atomic_path  # noqa: E402
+from keras_unet.io.images import read_image, write_image  # noqa: E402
 
 
 def sequential_fiji_warp(source, target, confidence):

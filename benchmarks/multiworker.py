@@ -1,7 +1,7 @@
 """Multi-worker training throughput: 1 process against 2 local workers.
 
-Runs ``keras_unet.train.train`` (the job behind ``keras-unet train``) on
-the built-in synthetic cells in fresh processes, three ways, with the same
+Runs ``keras_unet.training.train.train`` (the job behind ``keras-unet train``)
+on the built-in synthetic cells in fresh processes, three ways, with the same
 model and the same batch per worker:
 
 - ``single``: one process, no strategy (the baseline);
@@ -46,8 +46,8 @@ def worker(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from keras_unet.config import TrainConfig
-    from keras_unet.train import train
+    from keras_unet.training.config import TrainConfig
+    from keras_unet.training.train import train
 
     class Timer(keras.callbacks.Callback):
         times = []
@@ -56,12 +56,20 @@ def worker(args):
             self.times.append(time.perf_counter())
 
     config = TrainConfig(
-        synthetic_count=12, synthetic_size=256, depth=args.depth,
-        filters=args.filters, input_size=args.input_size,
-        batch_size=args.batch_size, steps=args.warmup + args.steps, epochs=1,
-        val_fraction=0.0, output=args.output, tensorboard=False, verbose=0,
+        synthetic_count=12,
+        synthetic_size=256,
+        depth=args.depth,
+        filters=args.filters,
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        steps=args.warmup + args.steps,
+        epochs=1,
+        val_fraction=0.0,
+        output=args.output,
+        tensorboard=False,
+        verbose=0,
         distribute=args.distribute,
-    )  # fmt: skip
+    )
     result = train(config, callbacks=[Timer()])
     times = Timer.times[args.warmup - 1 :]
     seconds = times[-1] - times[0]
@@ -95,10 +103,13 @@ def launch(args, workers, tmp):
     for index in range(max(workers, 1)):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         command = [
-            sys.executable, __file__, "--role", "worker",
-            "--output", str(tmp / f"run{workers}_{index}"),
-        ] + [f"--{k.replace('_', '-')}={v}"
-             for k, v in _settings(args).items()]  # fmt: skip
+            sys.executable,
+            __file__,
+            "--role",
+            "worker",
+            "--output",
+            str(tmp / f"run{workers}_{index}"),
+        ] + [f"--{k.replace('_', '-')}={v}" for k, v in _settings(args).items()]
         if workers:
             env["TF_CONFIG"] = json.dumps(
                 {

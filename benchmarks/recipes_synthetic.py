@@ -31,11 +31,13 @@ def run_one(recipe, seed, steps, workdir):
     import numpy as np
     from scipy import ndimage
 
-    from keras_unet import datasets, train
-    from keras_unet.config import TrainConfig
-    from keras_unet.scores import isbi_scores, seg_iou
-    from keras_unet.tiling import predict_tiled
-    from keras_unet.weights import separate_instances
+    from keras_unet.data import synthetic
+    from keras_unet.data.weight_maps import separate_instances
+    from keras_unet.evaluation.isbi import isbi_scores
+    from keras_unet.evaluation.seg import seg_iou
+    from keras_unet.inference.tiled import predict_tiled
+    from keras_unet.training import train
+    from keras_unet.training.config import TrainConfig
 
     config = TrainConfig(
         format="synthetic",
@@ -54,7 +56,7 @@ def run_one(recipe, seed, steps, workdir):
         output=str(workdir / f"{recipe}_{seed}"),
     )
     result = train.train(config)
-    images, instances = datasets.synthetic_cells(4, 256, seed=5000 + seed)
+    images, instances = synthetic.synthetic_cells(4, 256, seed=5000 + seed)
     rows = []
     for image, inst in zip(images, instances):
         prob = predict_tiled(result.model, image, verbose=0)

@@ -65,29 +65,41 @@ class StepLosses(keras.callbacks.Callback):
 
 
 def run_one(text, seed, args):
-    from keras_unet import data, recipes
-    from keras_unet.datasets import load_isbi2012
-    from keras_unet.model import build_unet
-    from keras_unet.train import prepare
+    from keras_unet.data import stream
+    from keras_unet.data.isbi2012 import load_isbi2012
+    from keras_unet.data.prepare import prepare
+    from keras_unet.model.unet import build_unet
+    from keras_unet.training import recipes
 
     preset, overrides = parse_recipe(text)
     isbi = load_isbi2012(args.data)
     isbi = isbi.subset([i for i, n in enumerate(isbi.names) if int(n) < 20])
     recipe = recipes.recipe(preset, **overrides)
     prepared = prepare(isbi, recipe, args.cache)
-    stream = data.make_training_dataset(
-        prepared.images, prepared.labels, prepared.weights,
-        input_size=args.input_size, seed=seed, augment=recipe.augment,
+    stream = stream.make_training_dataset(
+        prepared.images,
+        prepared.labels,
+        prepared.weights,
+        input_size=args.input_size,
+        seed=seed,
+        augment=recipe.augment,
         batch_size=recipe.batch_size,
-    )  # fmt: skip
+    )
     keras.utils.set_random_seed(seed)
     model = build_unet((None, None, 1), filters=args.filters, seed=seed)
-    recipes.compile_unet(model, preset, total_steps=args.steps, metrics=False,
-                         **overrides)  # fmt: skip
+    recipes.compile_unet(
+        model, preset, total_steps=args.steps, metrics=False, **overrides
+    )
     losses = StepLosses()
     t0 = time.perf_counter()
-    model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0,
-              callbacks=[losses], shuffle=False)  # fmt: skip
+    model.fit(
+        stream,
+        steps_per_epoch=args.steps,
+        epochs=1,
+        verbose=0,
+        callbacks=[losses],
+        shuffle=False,
+    )
     seconds = time.perf_counter() - t0
     curve = losses.losses
     return {

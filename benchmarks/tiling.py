@@ -2,7 +2,8 @@
 
 Measures, in one run on one machine, for a 2048x2048 and a 512x512 image:
 
-1. `keras_unet.tiling.predict_tiled` with its defaults: tile size chosen from
+1. `keras_unet.inference.tiled.predict_tiled` with its defaults: tile size
+chosen from
    the memory budget (large tiles), tiles batched, offsets multiples of 16 so
    the result is exact;
 2. the same with tiles of at most the paper's 572 px (batched, aligned;
@@ -34,9 +35,9 @@ Run: ``python benchmarks/tiling.py`` (about 5 minutes on 2 CPU cores);
 table and writes ``benchmarks/results/tiling.json``.
 
 ``--memory`` measures the constant of the tile memory rule
-(`keras_unet.tiling.ACTIVATIONS_PER_FILTER_PIXEL`): the sum of all layer
-outputs of `build_unet` per first-level filter and tile pixel, for depths
-1-5, widths 8 and 64, with and without batch norm, and tiles of about 572
+(`keras_unet.inference.tiling_model.ACTIVATIONS_PER_FILTER_PIXEL`): the sum of
+all layer outputs of `build_unet` per first-level filter and tile pixel, for
+depths 1-5, widths 8 and 64, with and without batch norm, and tiles of about 572
 and 1500 px (shapes only, nothing is computed). With ``KERAS_BACKEND=jax``
 it also reports XLA's peak temporary memory of a compiled inference pass
 per filter and pixel (``memory_analysis()``), for 572 and 1004 px tiles.
@@ -55,6 +56,9 @@ import sys
 import time
 
 import numpy as np
+
+from keras_unet.inference import tiling_model
+from keras_unet.inference.tiled import predict_tiled
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without install
@@ -140,9 +144,8 @@ class CountingCalls:
     """Wraps predict_on_batch of the model predict_tiled calls, to count."""
 
     def __init__(self, model):
-        from keras_unet import tiling
 
-        self.target = tiling.TilingModel.of(model).model
+        self.target = tiling_model.TilingModel.of(model).model
         self.original = self.target.predict_on_batch
         self.reset()
 
@@ -191,12 +194,11 @@ def interleaved(variants, repeats):
 
 
 def run_size(model, size, repeats, naive_tile, memory_budget):
-    from keras_unet import tiling
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (size, size), dtype=np.uint8)
     useful = size * size
-    margin = tiling.TilingModel.of(model).spec.geometry.context
+    margin = tiling_model.TilingModel.of(model).spec.geometry.context
     naive_out = naive_tile - 2 * margin
     x = image.astype(np.float32) / 255.0
 
@@ -207,14 +209,16 @@ def run_size(model, size, repeats, naive_tile, memory_budget):
         def call():
             counter.reset()
             with counter:
-                probs = tiling.predict_tiled(
+                probs = predict_tiled(
                     model,
                     image,
                     memory_budget=memory_budget,
                     verbose=False,
                     **kwargs,
                 )
-            per_batch = tiling.estimate_tile_memory(model, counter.tile_shape)
+            per_batch = tiling_model.estimate_tile_memory(
+                model, counter.tile_shape
+            )
             stats[name] = {
                 "tile_shape": list(counter.tile_shape),
                 "batch_size": counter.batch,
@@ -277,8 +281,8 @@ def memory_rule(out):
     """Activations per filter and tile pixel of build_unet (the rule's c)."""
     import keras
 
-    from keras_unet.geometry import UNetGeometry
-    from keras_unet.model import build_unet
+    from keras_unet.model.geometry import UNetGeometry
+    from keras_unet.model.unet import build_unet
 
     rows = []
     for depth in (1, 2, 3, 4, 5):
@@ -382,8 +386,8 @@ def main(argv=None):
         else int(args.memory_budget_gib * 2**30)
     )
 
-    from keras_unet import geometry, tiling
-    from keras_unet.model import build_unet
+    from keras_unet.model import geometry
+    from keras_unet.model.unet import build_unet
 
     naive_tile = geometry.nearest_valid_input_size(572, args.depth)
     # The paper's model as build_unet() makes it: fixed 572x572 input (the
@@ -399,7 +403,8 @@ def main(argv=None):
             "parameters": int(model.count_params()),
             "naive_tile": naive_tile,
             "repeats": repeats,
-            "memory_budget_bytes": budget or tiling.default_memory_budget(),
+            "memory_budget_bytes": budget
+            or tiling_model.default_memory_budget(),
             "quick": args.quick,
             "image": "uniform random uint8 (content does not affect speed)",
         },
@@ -431,7 +436,7 @@ def main(argv=None):
             f"{row['speedup_over_naive_min']:.2f}x (min)"
         )
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
-    from keras_unet.io import atomic_path
+    from keras_unet.io.atomic import atomic_path
 
     out = pathlib.Path(args.out)
     with atomic_path(out) as tmp:

@@ -2,7 +2,7 @@
 
 Runs ``model.fit`` of `keras_unet.build_unet()` (31,030,658 parameters,
 572x572 input tiles, 388x388 weighted output) with
-`keras_unet.losses.WeightedCrossentropy` and per-pixel weights as
+`keras_unet.model.losses.WeightedCrossentropy` and per-pixel weights as
 ``sample_weight``, on random in-memory data, for batch sizes and precisions
 given on the command line. It imports only Keras (no TensorFlow unless it is
 the backend) and no tf.data, so it also runs where only the JAX backend is
@@ -54,8 +54,8 @@ def measure(batch, precision, size, filters, steps, warmup):
     import numpy as np
 
     from keras_unet import build_unet
-    from keras_unet.losses import WeightedCrossentropy
-    from keras_unet.model import unet_flops
+    from keras_unet.model.flops import unet_flops
+    from keras_unet.model.losses import WeightedCrossentropy
 
     keras.config.set_dtype_policy(precision)
     try:

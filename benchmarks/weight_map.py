@@ -9,9 +9,9 @@ memory). For the full weight map the reference adds its own separation
 (grey-value morphology: a cell pixel becomes background if its 3x3
 neighbourhood holds another non-zero id) and per-image class balance.
 
-Ours: ``keras_unet.weights.border_weights`` (per-cell transforms restricted
-to the cell's bounding box grown by the distance beyond which the term is
-below tol = 1e-6) and ``keras_unet.weights.unet_weight_map``.
+Ours: ``keras_unet.data.weight_maps.border_weights`` (per-cell transforms
+restricted to the cell's bounding box grown by the distance beyond which the
+term is below tol = 1e-6) and ``keras_unet.data.weight_maps.unet_weight_map``.
 
 Images: the DSB 2018 nuclei mask (125 nuclei, ../shared/data), a 512x512
 synthetic image with about 64 cells (``synthetic_cells`` at 256 px, zoomed
@@ -37,9 +37,10 @@ import numpy as np
 import scipy
 from scipy import ndimage
 
-from keras_unet.datasets import synthetic_cells
-from keras_unet.io import atomic_path, read_image
-from keras_unet.weights import border_weights, unet_weight_map
+from keras_unet.data.synthetic import synthetic_cells
+from keras_unet.data.weight_maps import border_weights, unet_weight_map
+from keras_unet.io.atomic import atomic_path
+from keras_unet.io.images import read_image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(

@@ -20,17 +20,18 @@ import pathlib
 import keras
 import numpy as np
 
-from keras_unet import data, datasets, figures, weights
+from keras_unet import figures
+from keras_unet.data import isbi2012, stream, synthetic, weight_cache
 
 """## Read the data"""
 
 
 def load(isbi, quick):
     if isbi:
-        imageset = datasets.load_isbi2012(isbi)
+        imageset = isbi2012.load_isbi2012(isbi)
         return imageset.subset(range(2 if quick else 6)), "binary"
     n, size = (2, 256) if quick else (6, 512)
-    return datasets.load_synthetic(n, size=size, seed=0), "instances"
+    return synthetic.load_synthetic(n, size=size, seed=0), "instances"
 
 
 def main(argv=None):
@@ -47,7 +48,7 @@ def main(argv=None):
     print(f"{imageset.description}: {len(imageset)} images")
 
     """## Targets and weight maps (cached: computed once per label)"""
-    pairs = weights.cached_weight_maps(
+    pairs = weight_cache.cached_weight_maps(
         annotations,
         out / "weight_cache",
         return_targets=True,
@@ -65,7 +66,7 @@ def main(argv=None):
 
     """## The training pipeline"""
     size = 252 if args.quick else 572
-    ds = data.make_training_dataset(
+    ds = stream.make_training_dataset(
         imageset.images,
         targets,
         wmaps,

@@ -3,8 +3,8 @@
 What it shows: training with plain `model.fit` on the keras_unet pipeline:
 the weighted soft-max cross entropy (`WeightedCrossentropy`) with the
 paper's weight maps passed as per-pixel `sample_weight`, a recipe from
-`keras_unet.recipes.PRESETS` (optimizer with a learning-rate warm-up), and
-the standard callbacks of `keras_unet.callbacks` (atomic best/last
+`keras_unet.training.recipes.PRESETS` (optimizer with a learning-rate warm-up),
+and the standard callbacks of `keras_unet.training.callbacks` (atomic best/last
 checkpoints that can be resumed, a run that diverges fails loudly, CSV and
 TensorBoard logs, training curve). It runs on every Keras backend: set
 KERAS_BACKEND=jax or torch to train on JAX or PyTorch.
@@ -20,18 +20,22 @@ for the paper's network (about 80 steps/s on an H100).
 import argparse
 import pathlib
 
-from keras_unet import build_unet, callbacks, data, datasets, recipes, train
+from keras_unet import build_unet
+from keras_unet.data import isbi2012, prepare, stream, synthetic, validation
+from keras_unet.training import callbacks, recipes
 
 """## Data, targets and weight maps, as the recipe asks"""
 
 
-def prepare(isbi, quick, cache, recipe):
+def load_data(isbi, quick, cache, recipe):
     if isbi:
-        imageset = datasets.load_isbi2012(isbi)
+        imageset = isbi2012.load_isbi2012(isbi)
     else:
-        imageset = datasets.load_synthetic(3 if quick else 10, size=256, seed=0)
+        imageset = synthetic.load_synthetic(
+            3 if quick else 10, size=256, seed=0
+        )
     # the paper's maps, class balance only, or ones (recipe.weights)
-    prepared = train.prepare(imageset, recipe, cache)
+    prepared = prepare.prepare(imageset, recipe.weights, cache)
     return prepared.images, prepared.labels, prepared.weights
 
 
@@ -53,13 +57,13 @@ def main(argv=None):
         args.filters, args.steps, args.epochs = 4, 3, 2
     out = pathlib.Path(args.out)
     recipe = recipes.recipe(args.preset)
-    images, targets, wmaps = prepare(
+    images, targets, wmaps = load_data(
         args.isbi, args.quick, out / "weight_cache", recipe
     )
     n_val = max(1, len(images) // 5)
 
     """## The pipeline: random tiles, the paper's augmentation, (x, y, w)"""
-    train_ds = data.make_training_dataset(
+    train_ds = stream.make_training_dataset(
         images[n_val:],
         targets[n_val:],
         wmaps[n_val:],
@@ -69,7 +73,7 @@ def main(argv=None):
         batch_size=recipe.batch_size,
         augment=recipe.augment,
     )
-    val_ds = data.make_validation_dataset(
+    val_ds = validation.make_validation_dataset(
         images[:n_val],
         targets[:n_val],
         wmaps[:n_val],

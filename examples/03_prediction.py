@@ -20,8 +20,10 @@ import numpy as np
 from scipy import ndimage
 
 import keras_unet
-from keras_unet import datasets, figures, weights
-from keras_unet.scores import isbi_scores, seg_iou
+from keras_unet import figures
+from keras_unet.data import synthetic, weight_maps
+from keras_unet.evaluation.isbi import isbi_scores
+from keras_unet.evaluation.seg import seg_iou
 
 """## A model"""
 
@@ -55,12 +57,12 @@ def main(argv=None):
     model = get_model(args.model, args.quick, out)
 
     """## Held-out images of an odd size, segmented tile by tile"""
-    images, instances = datasets.synthetic_cells(2, size=(300, 417), seed=99)
+    images, instances = synthetic.synthetic_cells(2, size=(300, 417), seed=99)
     for i, (image, inst) in enumerate(zip(images, instances)):
         probs = keras_unet.predict_tiled(model, image, tta="d4", verbose=0)
         cells = probs[..., 1] > 0.5
         """### Scores: ISBI 2012 measures and SEG IoU"""
-        target = weights.separate_instances(inst)  # cells 1, borders 0
+        target = weight_maps.separate_instances(inst)  # cells 1, borders 0
         scores = isbi_scores(probs[..., 0], target)
         segmented, _ = ndimage.label(cells)
         seg = seg_iou(segmented, inst)

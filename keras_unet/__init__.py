@@ -1,99 +1,34 @@
 """keras_unet: the original U-Net (Ronneberger, Fischer, Brox 2015) for Keras 3.
 
-The public API is re-exported here and loaded lazily, so that
-``import keras_unet`` and ``keras-unet --version`` do not pay for importing
-TensorFlow until a model, loss or pipeline is used.
+The public API is listed in ``__init__.pyi`` and loaded lazily
+(`lazy_loader`, as scikit-image does), so that ``import keras_unet`` and
+``keras-unet --version`` do not pay for importing TensorFlow until a
+model, loss or pipeline is used. The modules are grouped by the stage of
+the flow: `keras_unet.io`, `model`, `data`, `inference`, `evaluation`,
+`training`, `export`, `jobs` and `cli` (docs/architecture.md); the module
+paths of keras_unet 0.1 still import (`keras_unet._moved`).
 
 Example:
 
 >>> import keras_unet
 >>> model = keras_unet.build_unet()            # the paper's network
->>> keras_unet.geometry.output_size(572)
+>>> keras_unet.output_size(572)
 388
 """
 
-from __future__ import annotations
+import lazy_loader as _lazy
 
-import importlib
+from keras_unet import _moved
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# public name -> module that defines it
-_EXPORTS = {
-    "build_unet": "keras_unet.model",
-    "inspect_unet": "keras_unet.model",
-    "UNetSpec": "keras_unet.model",
-    "synthetic_cells": "keras_unet.datasets",
-    "unet_weight_map": "keras_unet.weights",
-    "cached_weight_maps": "keras_unet.weights",
-    "separate_instances": "keras_unet.weights",
-    "class_balance_weights": "keras_unet.weights",
-    "WeightedCrossentropy": "keras_unet.losses",
-    "weighted_crossentropy": "keras_unet.losses",
-    "AugmentConfig": "keras_unet.augment",
-    "elastic_deform": "keras_unet.augment",
-    "make_training_dataset": "keras_unet.data",
-    "make_validation_dataset": "keras_unet.data",
-    "isbi_scores": "keras_unet.scores",
-    "seg_iou": "keras_unet.scores",
-    "evaluate_folders": "keras_unet.evaluation",
-    "ForegroundIoU": "keras_unet.metrics",
-    "PixelError": "keras_unet.metrics",
-    "load_model": "keras_unet.model",
-    "predict_tiled": "keras_unet.tiling",
-    "predict_tiled_batch": "keras_unet.tiling",
-    "predict_chunked": "keras_unet.chunked",
-    "open_volume": "keras_unet.volumes",
-    "write_ome_zarr": "keras_unet.volumes",
-    "export_saved_model": "keras_unet.export",
-    "export_bioimageio": "keras_unet.bioimageio",
-    "TrainConfig": "keras_unet.config",
-    "compile_unet": "keras_unet.recipes",
-}
-_SUBMODULES = (
-    "augment",
-    "bioimageio",
-    "calibration",
-    "callbacks",
-    "checks",
-    "chunked",
-    "cli",
-    "config",
-    "data",
-    "datasets",
-    "evaluation",
-    "export",
-    "figures",
-    "geometry",
-    "io",
-    "losses",
-    "metrics",
-    "mirror",
-    "model",
-    "recipes",
-    "scores",
-    "tiling",
-    "topology",
-    "train",
-    "tta",
-    "volumes",
-    "weights",
-    "workflows",
-)
-
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+_moved.install()
+_getattr, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"keras_unet.{name}")
-    else:
-        raise AttributeError(f"module 'keras_unet' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+    if f"{__name__}.{name}" in _moved.MOVED:  # keras_unet 0.1's modules
+        import importlib
 
-
-def __dir__():
-    return __all__
+        return importlib.import_module(f"{__name__}.{name}")
+    return _getattr(name)

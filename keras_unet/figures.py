@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_unet.io import write_image
+from keras_unet.io.images import write_image
 
 __all__ = [
     "color_instances",
@@ -70,7 +70,7 @@ def color_matched(segmented, instances, seed=0) -> np.ndarray:
     """Segments in the colour of the true cell each one matches.
 
     A segment matches the true cell of which it covers more than half (the
-    rule of `keras_unet.scores.seg_iou`) and takes its colour in
+    rule of `keras_unet.evaluation.seg.seg_iou`) and takes its colour in
     ``color_instances(instances, seed)``, so the two pictures compare by
     eye; a segment matching no cell is grey, the background black.
     """
@@ -81,9 +81,10 @@ def color_matched(segmented, instances, seed=0) -> np.ndarray:
     out = np.zeros((*segmented.shape, 3), np.uint8)
     out[segmented > 0] = UNMATCHED
     pairs, overlap = np.unique(
-        np.stack([instances.ravel(), segmented.ravel()]), axis=1,
+        np.stack([instances.ravel(), segmented.ravel()]),
+        axis=1,
         return_counts=True,
-    )  # fmt: skip
+    )
     sizes = dict(zip(*np.unique(instances, return_counts=True)))
     for (cell, segment), n in zip(pairs.T, overlap):
         if cell > 0 and segment > 0 and 2 * n > sizes[cell]:
@@ -202,8 +203,16 @@ _COLORS = (
 def _text(img, text, xy, scale=0.4):
     import cv2
 
-    cv2.putText(img, text, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
-                cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        img,
+        text,
+        xy,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
 
 
 def _finite_series(series, log_y):
@@ -279,17 +288,23 @@ def line_plot(
         cv2.line(img, (u, y0), (u, y0 + 4), (0, 0, 0), 1)
         _text(img, f"{fx:.4g}", (u - 8, y0 + 16))
     _text(img, xlabel, ((x0 + x1) // 2 - 30, h - 12), 0.45)
-    _text(img, " ".join(filter(None, [ylabel, "(log scale)" * log_y])),
-          (4, y1 - 8), 0.45)  # fmt: skip
+    _text(
+        img,
+        " ".join(filter(None, [ylabel, "(log scale)" * log_y])),
+        (4, y1 - 8),
+        0.45,
+    )
     for i, (name, x, y) in enumerate(data):
         color = _COLORS[i % len(_COLORS)]
         pts = np.rint(px(x, y)).astype(np.int32)
         if len(pts) == 1:
-            cv2.circle(img, tuple(int(v) for v in pts[0]), 3, color, -1,
-                       cv2.LINE_AA)  # fmt: skip
+            cv2.circle(
+                img, tuple(int(v) for v in pts[0]), 3, color, -1, cv2.LINE_AA
+            )
         else:
-            cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, color, 2,
-                          cv2.LINE_AA)  # fmt: skip
+            cv2.polylines(
+                img, [pts.reshape(-1, 1, 2)], False, color, 2, cv2.LINE_AA
+            )
         ly = y1 + 12 + 18 * i
         cv2.line(img, (x1 + 10, ly - 4), (x1 + 32, ly - 4), color, 2)
         _text(img, name[:16], (x1 + 36, ly), 0.42)
@@ -313,7 +328,7 @@ def _colour_bar(h, vmin, vmax):
 
 def _weight_map_inputs(image, labels, target, weights, label_type, kwargs):
     """(image, cells, target, weights) checked, the maps computed if needed."""
-    from keras_unet import weights as weight_maps
+    from keras_unet.data import weight_maps
 
     image = np.asarray(image)
     labels = np.asarray(labels)
@@ -362,8 +377,8 @@ def weight_map_figure(
         labels: (H, W) instance image or binary label (see ``label_type``).
         path: optional PNG path, written atomically.
         target: precomputed target (e.g. from
-            `keras_unet.weights.cached_weight_maps`); computed with
-            `keras_unet.weights.unet_weight_map` when not given.
+            `keras_unet.data.weight_cache.cached_weight_maps`); computed with
+            `keras_unet.data.weight_maps.unet_weight_map` when not given.
         weights: precomputed weight map; computed when not given.
         crop: optional ``(y, x, height, width)`` window to show.
         scale: integer zoom (nearest neighbour), for small crops.
@@ -411,9 +426,13 @@ def weight_map_figure(
     ]
     h = panels[-1].shape[0]
     panels[-1] = np.concatenate(
-        [panels[-1], np.full((h, 4, 3), 255, np.uint8),
-         _colour_bar(h, vmin, vmax)], axis=1
-    )  # fmt: skip
+        [
+            panels[-1],
+            np.full((h, 4, 3), 255, np.uint8),
+            _colour_bar(h, vmin, vmax),
+        ],
+        axis=1,
+    )
     n_cells = len(np.unique(cells)) - int((cells == 0).any())
     titles = [
         "a: image",

@@ -17,9 +17,11 @@ import cv2
 import keras
 import numpy as np
 
-from keras_unet import data, figures
-from keras_unet.datasets import synthetic_cells
-from keras_unet.io import read_image, to_float_image, write_image
+from keras_unet import figures
+from keras_unet.data import stream
+from keras_unet.data.normalize import to_float_image
+from keras_unet.data.synthetic import synthetic_cells
+from keras_unet.io.images import read_image, write_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = (
@@ -45,7 +47,7 @@ def main():
     panels = [image, figures.overlay(image, labels == 0)]
     titles = [name, "label (membrane red)"]
     # the paper's augmentation, as the training pipeline makes it
-    ds = data.make_training_dataset(
+    ds = stream.make_training_dataset(
         [to_float_image(image)], [labels], seed=0, pipeline="py_dataset"
     )
     m = (572 - 388) // 2

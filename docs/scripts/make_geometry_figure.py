@@ -3,7 +3,7 @@
 Every box is one feature map of `keras_unet.build_unet()` (its spatial size
 read from the built Keras model, its channels from the layer), laid out as
 in the paper's Fig. 1; the skip connections show their crops
-(`keras_unet.geometry.crop_per_side`).
+(`keras_unet.model.geometry.crop_per_side`).
 
 Run: python docs/scripts/make_geometry_figure.py
 """
@@ -14,8 +14,9 @@ import pathlib
 import cv2
 import numpy as np
 
-from keras_unet import build_unet, geometry
-from keras_unet.io import write_image
+from keras_unet import build_unet
+from keras_unet.io.images import write_image
+from keras_unet.model import geometry
 
 OUT = (
     pathlib.Path(os.environ.get("KERAS_UNET_FIGURE_DIR", "")) / "geometry.png"

@@ -44,12 +44,12 @@ TILE = 284  # depth 4: 284 - 2 * 92 = 100 px output
 
 
 def load_image():
-    from keras_unet.io import read_image
+    from keras_unet.io.images import read_image
 
     path = DATA / "isbi2012-em" / "train" / "image" / "00.png"
     if path.is_file():
         return read_image(path), "ISBI 2012 slice 00"
-    from keras_unet.datasets import synthetic_cells
+    from keras_unet.data.synthetic import synthetic_cells
 
     images, _ = synthetic_cells(1, size=512, seed=0)
     return images[0], "synthetic cells"
@@ -83,14 +83,11 @@ def naive(model, x, tile, out):
 def main():
     import cv2
 
-    from keras_unet import geometry
     from keras_unet.figures import colormap, save_panels, to_display
-    from keras_unet.model import build_unet
-    from keras_unet.tiling import (
-        mirror_pad,
-        predict_tiled,
-        tile_layout,
-    )
+    from keras_unet.inference.tile_plan import tile_layout
+    from keras_unet.inference.tiled import mirror_pad, predict_tiled
+    from keras_unet.model import geometry
+    from keras_unet.model.unet import build_unet
 
     image, name = load_image()
     x = image.astype(np.float32) / 255.0
@@ -120,16 +117,22 @@ def main():
     tile = list(layout)[layout.counts[1] + 1]  # second row, second column
     (rs, cs), _, (rd, cd) = tile.source, tile.crop, tile.destination
     cv2.rectangle(
-        panel, (cs.start, rs.start), (cs.stop - 1, rs.stop - 1),
-        (40, 90, 230), 3,
-    )  # fmt: skip
+        panel,
+        (cs.start, rs.start),
+        (cs.stop - 1, rs.stop - 1),
+        (40, 90, 230),
+        3,
+    )
     cv2.rectangle(
         panel,
         (cd.start + left, rd.start + top),
-        (cd.start + left + layout.output_tile_shape[1] - 1,
-         rd.start + top + layout.output_tile_shape[0] - 1),
-        (40, 180, 60), 3,
-    )  # fmt: skip
+        (
+            cd.start + left + layout.output_tile_shape[1] - 1,
+            rd.start + top + layout.output_tile_shape[0] - 1,
+        ),
+        (40, 180, 60),
+        3,
+    )
     vmax = float(np.percentile(d_naive, 99))  # colour scale of panels 2, 3
     panels = [
         panel,

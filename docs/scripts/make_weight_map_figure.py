@@ -17,9 +17,9 @@ import pathlib
 
 import numpy as np
 
+from keras_unet.data.weight_maps import separate_instances
 from keras_unet.figures import weight_map_figure
-from keras_unet.io import read_image, write_image
-from keras_unet.weights import separate_instances
+from keras_unet.io.images import read_image, write_image
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DATA = pathlib.Path(
